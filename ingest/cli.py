@@ -1,0 +1,155 @@
+"""The `interlog` command line: database, gateway, dashboard, and everything in one (`up`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import migrations
+from store.settings import get_settings
+
+app = typer.Typer(
+    help="Interlog: an LLM gateway that logs every interaction, and its analytics.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Migrate the store's schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+DASHBOARD_SCRIPT = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Upgrade the store to a revision (default: the newest)."""
+    url = get_settings().database_url
+    migrations.upgrade(url, revision)
+    typer.echo(f"database at {revision}: {_safe_url(url)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision ('base' empties it).")],
+) -> None:
+    """Downgrade the store to a revision; `base` drops every table."""
+    url = get_settings().database_url
+    migrations.downgrade(url, revision)
+    typer.echo(f"database at {revision}: {_safe_url(url)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the store's current revision."""
+    migrations.current(get_settings().database_url)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address [INTERLOG_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [INTERLOG_PORT].")] = None,
+    workers: Annotated[int, typer.Option(help="Gateway processes sharing the port.")] = 1,
+    migrate: Annotated[bool, typer.Option(help="Upgrade the schema before serving.")] = True,
+) -> None:
+    """Run the gateway (REST, GraphQL and chat completions)."""
+    import uvicorn
+
+    settings = get_settings()
+    if migrate:
+        migrations.upgrade(settings.database_url)
+    uvicorn.run(
+        "ingest.app:create_app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+def _dashboard_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "streamlit", "run", str(DASHBOARD_SCRIPT),
+        "--server.address", host, "--server.port", str(port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+
+
+@app.command()
+def dashboard(
+    host: Annotated[
+        str | None, typer.Option(help="Listen address [INTERLOG_DASHBOARD_HOST].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [INTERLOG_DASHBOARD_PORT].")] = None,
+) -> None:
+    """Run the Streamlit dashboard."""
+    settings = get_settings()
+    command = _dashboard_command(host or settings.dashboard_host, port or settings.dashboard_port)
+    raise typer.Exit(subprocess.call(command))
+
+
+@app.command()
+def up() -> None:
+    """Migrate, then run the gateway and the dashboard together; Ctrl-C stops both."""
+    settings = get_settings()
+    migrations.upgrade(settings.database_url)
+    children = [
+        subprocess.Popen([sys.executable, "-m", "ingest", "serve", "--no-migrate"]),
+        subprocess.Popen(_dashboard_command(settings.dashboard_host, settings.dashboard_port)),
+    ]
+    typer.echo(
+        f"gateway   http://{settings.host}:{settings.port}\n"
+        f"dashboard http://{settings.dashboard_host}:{settings.dashboard_port}\n"
+        "Ctrl-C stops both."
+    )
+    _supervise(children)
+
+
+def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
+    """Wait until a child exits or we are interrupted, then stop every child."""
+    stopping = False
+
+    def _stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    codes = [child.returncode for child in children]
+    if not stopping and any(codes):
+        raise typer.Exit(1)
+
+
+def _safe_url(url: str) -> str:
+    from store.db import normalize_url
+
+    return normalize_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    """Entry point for `python -m ingest`."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

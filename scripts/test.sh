@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install Interlog into .venv and run the whole suite: ruff, mypy, pytest on SQLite and PostgreSQL.
+set -euo pipefail
+source "$(dirname "$0")/_venv.sh"
+
+# PostgreSQL must answer on 127.0.0.1:5432 (or INTERLOG_TEST_POSTGRES_URL); start a local
+# Debian cluster if one is installed but stopped.
+if ! .venv/bin/python -c "import psycopg; psycopg.connect('host=127.0.0.1 port=5432 user=postgres dbname=postgres', connect_timeout=3).close()" 2>/dev/null; then
+    if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+        for version in /etc/postgresql/*; do
+            pg_ctlcluster --skip-systemctl-redirect "$(basename "$version")" main start || true
+        done
+    fi
+fi
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,75 @@
+"""The one settings class: every knob of Interlog, read from INTERLOG_* environment variables.
+
+It lives in `store` because both the gateway (`ingest`) and the dashboard need it and imports
+flow `ingest -> store <- dashboard`. Nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Interlog configuration; each field is documented in the README (a test checks it)."""
+
+    model_config = SettingsConfigDict(env_prefix="INTERLOG_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///interlog.db",
+        description="SQLAlchemy URL of the store: a SQLite file (default `interlog.db` in the "
+        "working directory) or `postgresql+psycopg://user@host/db`.",
+    )
+    journal_dir: Path = Field(
+        default=Path("interlog-journal"),
+        description="Directory of the local write-ahead journal of interactions not yet stored.",
+    )
+    journal_fsync: Literal["entry", "batch", "never"] = Field(
+        default="batch",
+        description="When the journal is fsynced: after every entry, once per batch of "
+        "concurrent entries, or never (the OS decides).",
+    )
+    admin_key: str | None = Field(
+        default=None,
+        description="Bootstrap admin API key; accepted as an admin key in addition to stored keys.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
+    port: int = Field(default=8000, description="Port the gateway listens on.")
+    dashboard_host: str = Field(
+        default="127.0.0.1", description="Address the dashboard listens on."
+    )
+    dashboard_port: int = Field(default=8501, description="Port the dashboard listens on.")
+    dashboard_auth: bool = Field(
+        default=True,
+        description="Require an API key to sign in to the dashboard; may be false only when the "
+        "dashboard listens on localhost.",
+    )
+    log_level: str = Field(
+        default="info", description="Log level of the gateway (debug, info, warning, error)."
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        description="Largest request body accepted, in bytes (images are limited to 10 MB each).",
+    )
+    upstream_connect_timeout: float = Field(
+        default=5.0, description="Default seconds to connect to an upstream model server."
+    )
+    upstream_timeout: float = Field(
+        default=120.0, description="Default seconds an upstream may take to answer completely."
+    )
+    writer_batch_size: int = Field(
+        default=2000, description="Most interactions the background writer puts in one batch."
+    )
+    writer_interval: float = Field(
+        default=0.05, description="Seconds the background writer waits to gather a batch."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process."""
+    return Settings()

@@ -1,0 +1,101 @@
+"""The `interlog` command line: help, migrations, serve, and up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from ingest.cli import app
+from store.models import metadata
+from tests.support import free_port, interlog_env, interlog_process, wait_for_http
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("db", "serve", "dashboard", "up"):
+        assert command in result.output
+
+
+def test_db_upgrade_then_downgrade_a_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "cli.db"
+    env = {"INTERLOG_DATABASE_URL": f"sqlite:///{path}"}
+    result = runner.invoke(app, ["db", "upgrade"], env=env)
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(path) as conn:
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+    assert set(metadata.tables) <= tables
+    result = runner.invoke(app, ["db", "downgrade", "base"], env=env)
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(path) as conn:
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+    assert tables <= {"alembic_version"}
+
+
+def test_default_database_is_interlog_db_in_working_directory(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "ingest", "db", "upgrade"],
+        cwd=tmp_path, env=interlog_env({}), check=True, capture_output=True,
+    )  # fmt: skip
+    assert (tmp_path / "interlog.db").is_file()
+
+
+def test_serve_answers_health_and_readiness(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"INTERLOG_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}", "INTERLOG_PORT": str(port)}
+    with interlog_process(["serve"], env=env, cwd=tmp_path, log=tmp_path / "serve.log") as proc:
+        health = wait_for_http(f"http://127.0.0.1:{port}/healthz", process=proc)
+        assert health.status_code == 200
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["database"] == "ok"
+
+
+def test_readiness_is_503_when_the_database_is_down(tmp_path: Path) -> None:
+    port, dead_port = free_port(), free_port()
+    env = {
+        "INTERLOG_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{dead_port}/x",
+        "INTERLOG_PORT": str(port),
+    }
+    args = ["serve", "--no-migrate"]
+    with interlog_process(args, env=env, cwd=tmp_path, log=tmp_path / "serve.log") as proc:
+        assert wait_for_http(f"http://127.0.0.1:{port}/healthz", process=proc).status_code == 200
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30)
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "unavailable"
+
+
+def test_up_runs_gateway_and_dashboard_and_ctrl_c_stops_both(tmp_path: Path) -> None:
+    port, dash_port = free_port(), free_port()
+    env = {
+        "INTERLOG_DATABASE_URL": f"sqlite:///{tmp_path / 'up.db'}",
+        "INTERLOG_PORT": str(port),
+        "INTERLOG_DASHBOARD_PORT": str(dash_port),
+    }
+    with interlog_process(["up"], env=env, cwd=tmp_path, log=tmp_path / "up.log") as proc:
+        assert wait_for_http(f"http://127.0.0.1:{port}/healthz", process=proc).status_code == 200
+        dash = wait_for_http(
+            f"http://127.0.0.1:{dash_port}/_stcore/health", timeout=60, process=proc
+        )
+        assert dash.status_code == 200
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    for url in (f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{dash_port}/"):
+        try:
+            httpx.get(url, timeout=1)
+        except httpx.ConnectError:
+            continue
+        raise AssertionError(f"{url} still answers after Ctrl-C")

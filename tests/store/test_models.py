@@ -1,0 +1,94 @@
+"""The tables keep what they are given, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlmodel import Session
+
+from store.db import session_scope
+from store.ids import uuid7, uuid7_time_ms
+from store.models import Interaction, InteractionLabel, Model, Project
+
+
+def _project(session: Session, key: str = "support-bot") -> Project:
+    project = Project(key=key, name=key)
+    session.add(project)
+    session.flush()
+    return project
+
+
+def test_interaction_round_trips_json_uuid_and_aware_time(engine: Engine) -> None:
+    created = datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    session_id = uuid.uuid4()
+    with session_scope(engine) as session:
+        project = _project(session)
+        model = Model(key="m1", name="m1", upstream_urls=["http://127.0.0.1:9/v1"])
+        session.add(model)
+        session.flush()
+        interaction = Interaction(
+            project_id=project.id or 0,
+            model_id=model.id,
+            session_id=session_id,
+            labels={"team": "a", "ünï": "cödé"},
+            messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+            params={"temperature": 0.2, "stop": ["\n"]},
+            completion="hello",
+            created_at=created,
+        )
+        session.add(interaction)
+        completion_id = interaction.completion_id
+
+    with Session(engine) as session:
+        stored = session.get(Interaction, completion_id)
+        assert stored is not None
+        assert stored.session_id == session_id
+        assert stored.labels == {"team": "a", "ünï": "cödé"}
+        assert stored.messages[0]["content"][0]["text"] == "hi"
+        assert stored.params["stop"] == ["\n"]
+        assert stored.created_at == created
+        assert stored.created_at.tzinfo is not None
+        assert stored.created_at.utcoffset() == timedelta(0)
+
+
+def test_naive_datetime_is_refused(engine: Engine) -> None:
+    with pytest.raises(StatementError, match="naive datetime"), session_scope(engine) as session:
+        session.add(Project(key="p", name="p", created_at=datetime(2026, 1, 1)))
+
+
+def test_foreign_keys_are_enforced(engine: Engine) -> None:
+    with pytest.raises(IntegrityError), session_scope(engine) as session:
+        session.add(Interaction(project_id=999_999, session_id=uuid.uuid4()))
+
+
+def test_labels_cascade_with_their_interaction(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        project = _project(session)
+        interaction = Interaction(project_id=project.id or 0, session_id=uuid.uuid4())
+        session.add(interaction)
+        session.flush()
+        session.add(
+            InteractionLabel(
+                completion_id=interaction.completion_id,
+                project_id=project.id or 0,
+                key="team",
+                value="a",
+            )
+        )
+    with session_scope(engine) as session:
+        session.delete(session.get(Project, project.id))
+    with Session(engine) as session:
+        assert session.exec(select(InteractionLabel)).all() == []  # type: ignore[call-overload]
+
+
+def test_uuid7_ids_sort_by_creation_time() -> None:
+    ids = [uuid7() for _ in range(5000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(value.version == 7 for value in ids)
+    now_ms = datetime.now(UTC).timestamp() * 1000
+    assert abs(uuid7_time_ms(ids[-1]) - now_ms) < 5_000
