@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ingest import health
+from ingest.errors import install_error_handlers
 from store.db import engine_from_settings
 from store.settings import Settings, get_settings
 
@@ -35,6 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    install_error_handlers(app)
+    # Routers: one line per API module.
     app.include_router(health.router)
     return app
 

@@ -1,0 +1,76 @@
+"""Authentication: `Authorization: Bearer <key>` to a Principal, with a short-lived cache.
+
+Keys are looked up by hash (store.keys); a verified key is cached for AUTH_CACHE_SECONDS, so a
+revoked key stops working within that time. Dependencies: `PrincipalDep` (any valid key),
+`AdminDep` (admin keys only), and `require_project_access` for project-scoped resources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ingest.errors import Forbidden, NotFound, Unauthorized
+from store.keys import Principal, authenticate_key
+
+AUTH_CACHE_SECONDS = 5.0
+_CACHE_LIMIT = 10_000
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("malformed Authorization header: expected `Bearer <key>`")
+    return token.strip()
+
+
+async def authenticate(request: Request) -> Principal:
+    """The principal of the request's key; 401 if it is missing, unknown or revoked."""
+    secret = _bearer(request)
+    app_state = request.app.state
+    cache: dict[str, tuple[float, Principal]] = app_state.__dict__.setdefault("auth_cache", {})
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    now = time.monotonic()
+    cached = cache.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    principal = await asyncio.to_thread(
+        authenticate_key, app_state.engine, secret, admin_key=app_state.settings.admin_key
+    )
+    if principal is None:
+        raise Unauthorized("invalid API key")
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[digest] = (now + AUTH_CACHE_SECONDS, principal)
+    return principal
+
+
+async def require_admin(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("this endpoint needs an admin key")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+AdminDep = Annotated[Principal, Depends(require_admin)]
+
+
+def require_project_access(principal: Principal, *, project_id: int, what: str) -> None:
+    """404 (not 403) when a project key touches another project: existence must not leak."""
+    if not principal.can_access(project_id):
+        raise NotFound(f"{what} not found")
+
+
+def check_project_key(principal: Principal, project_key: str) -> None:
+    """Refuse a project key acting on another project named in the request."""
+    if not principal.is_admin and principal.project_key != project_key:
+        raise NotFound(
+            f"project {project_key} not found (this key belongs to project {principal.project_key})"
+        )

@@ -1,0 +1,172 @@
+"""Errors of the REST surface, rendered in OpenAI's shape by one set of handlers.
+
+Every error body on /api/v1 is `{"error": {"message", "type", "param", "code"}}`.
+
+ApiError (status, type, code)
+ ├── 400 invalid_request_error / bad_request
+ ├── 401 authentication_error / invalid_api_key
+ ├── 403 permission_error / forbidden
+ ├── 404 not_found_error / not_found
+ ├── 409 conflict_error / already_exists
+ ├── 413 invalid_request_error / request_too_large
+ ├── 422 invalid_request_error / validation_error
+ ├── 502 upstream_error / upstream_error
+ └── 504 upstream_error / upstream_timeout
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from store.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+
+log = logging.getLogger("interlog.errors")
+
+
+class ApiError(Exception):
+    """An error answered to the client with a status and OpenAI's error body."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "bad_request"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.error_type, self.code, self.param)
+
+
+class BadRequest(ApiError):
+    pass
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    error_type = "not_found_error"
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    error_type = "conflict_error"
+    code = "already_exists"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "request_too_large"
+
+
+class Unprocessable(ApiError):
+    status_code = 422
+    code = "validation_error"
+
+
+class UpstreamError(ApiError):
+    status_code = 502
+    error_type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamTimeout(ApiError):
+    status_code = 504
+    error_type = "upstream_error"
+    code = "upstream_timeout"
+
+
+def error_body(
+    message: str, error_type: str, code: str | None, param: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request", None
+    first = errors[0]
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body",)]
+    param = ".".join(location) or None
+    message = first.get("msg", "invalid value")
+    if param:
+        message = f"{param}: {message}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problems)"
+    return message, param
+
+
+_STATUS_ERRORS: dict[int, type[ApiError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: Unprocessable,
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error of the app in the one REST error shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return error_response(exc, headers)
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
+        return error_response(NotFound(str(exc)))
+
+    @app.exception_handler(AlreadyExistsError)
+    async def _exists(_request: Request, exc: AlreadyExistsError) -> JSONResponse:
+        return error_response(Conflict(str(exc)))
+
+    @app.exception_handler(InvalidInputError)
+    async def _invalid(_request: Request, exc: InvalidInputError) -> JSONResponse:
+        return error_response(BadRequest(str(exc)))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc)
+        return error_response(Unprocessable(message, param=param))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cls = _STATUS_ERRORS.get(exc.status_code, ApiError)
+        error = cls(str(exc.detail))
+        body = error_body(str(exc.detail), error.error_type, error.code)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        body = error_body("internal server error", "server_error", "internal_error")
+        return JSONResponse(body, status_code=500)
