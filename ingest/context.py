@@ -41,5 +41,8 @@ class ChatContext:
     #: Sampling and other request parameters that were passed upstream (no secrets).
     params: dict[str, Any] = field(default_factory=dict)
     attachments: list[AttachmentRecord] = field(default_factory=list)
+    #: Token usage the upstream reported (set by the gateway once known, also when the client
+    #: did not ask for a usage chunk; keys prompt_tokens, completion_tokens, total_tokens).
+    usage: dict[str, int] | None = None
     created_at: datetime = field(default_factory=utcnow)
     started: float = field(default_factory=time.perf_counter)
