@@ -1,0 +1,64 @@
+"""Batched interaction writes are idempotent on completion_id and carry labels and images."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from store.catalog import create_project
+from store.ids import uuid7
+from store.interactions import InteractionRecord, write_interactions
+from store.models import Attachment, Interaction, InteractionLabel
+from store.types import utcnow
+
+
+def _record(project_id: int, **extra: object) -> InteractionRecord:
+    record: InteractionRecord = {
+        "completion_id": str(uuid7()),
+        "project_id": project_id,
+        "session_id": str(uuid.uuid4()),
+        "created_at": utcnow().isoformat(),
+        "labels": {"team": "a", "env": "prod"},
+        "messages": [{"role": "user", "content": "hi"}],
+        "completion": "hello",
+    }
+    record.update(extra)  # type: ignore[typeddict-item]
+    return record
+
+
+def _count(engine: Engine, column: Any) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count(column))).scalar_one())
+
+
+def test_replaying_a_batch_creates_no_duplicates(engine: Engine) -> None:
+    project = create_project(engine, key="p")
+    batch = [_record(project.id or 0) for _ in range(50)]
+    write_interactions(engine, batch)
+    write_interactions(engine, batch)
+    write_interactions(engine, [*batch[:10], _record(project.id or 0)])
+    assert _count(engine, Interaction.completion_id) == 51
+    assert _count(engine, InteractionLabel.key) == 102
+
+
+def test_images_are_stored_once_per_content_hash(engine: Engine) -> None:
+    project = create_project(engine, key="p")
+    data = b"\x89PNG\r\n\x1a\n" + b"x" * 100
+    digest = hashlib.sha256(data).hexdigest()
+    attachment = {
+        "sha256": digest,
+        "mime_type": "image/png",
+        "size_bytes": len(data),
+        "data_b64": base64.b64encode(data).decode(),
+    }
+    write_interactions(
+        engine,
+        [_record(project.id or 0, attachments=[attachment]) for _ in range(3)],
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(select(Attachment.sha256, Attachment.data)).all()  # type: ignore[call-overload]
+    assert [(row[0], bytes(row[1])) for row in rows] == [(digest, data)]
