@@ -1,0 +1,447 @@
+"""Analytics: one named, typed function per question, answered by DuckDB over the store's copy.
+
+Every function takes the store's `engine`, a `Filters` value (store.filters) and the caller's
+`scope` (a Principal or a project id: a project key only ever sees its own project's rows). Each
+call first brings the process's DuckDB copy up to date (store.duckdb_copy; it re-syncs when the
+last sync is older than `max_staleness` seconds, default 1 s) and every returned DataFrame
+carries `df.attrs["synced_at"]`, the moment the copy last matched the store.
+
+Metric values join in per completion as the mean of its values for that metric (a bool metric
+becomes its true-rate, 0..1). Labels, messages and params come back as JSON text.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from sqlalchemy import Engine
+
+from store.ab_report import AbTestReport, build_ab_test_report
+from store.duckdb_copy import AnalyticsCopy, copy_for
+from store.errors import InvalidInputError, NotFoundError
+from store.filters import (
+    Filters,
+    LabelFilter,
+    MetricFilter,
+    Scope,
+    compile_filters,
+    parse_time,
+    scope_project_id,
+)
+from store.stats import mean_interval, proportion_interval
+
+__all__ = [
+    "AbTestReport",
+    "Filters",
+    "LabelFilter",
+    "MetricFilter",
+    "Scope",
+    "ab_test_report",
+    "count_interactions",
+    "get_interaction",
+    "interaction_batches",
+    "interactions",
+    "label_keys",
+    "label_values",
+    "metric_definitions",
+    "parse_time",
+    "run_sql",
+    "summary",
+    "synced_at",
+]
+
+#: Columns of `interactions()` before the metric columns, in order.
+INTERACTION_COLUMNS = (
+    "completion_id", "created_at", "project", "model", "ab_test", "ab_variant", "session_id",
+    "user_id", "request_id", "choice_index", "replica", "status", "error", "finish_reason",
+    "source", "prompt_tokens", "completion_tokens", "ttft_ms", "latency_ms", "labels",
+    "messages", "params", "completion",
+)  # fmt: skip
+_SELECT = """
+    CAST(i.completion_id AS VARCHAR) AS completion_id, i.created_at, p.key AS project,
+    mo.key AS model, ab.key AS ab_test, i.ab_variant, CAST(i.session_id AS VARCHAR) AS session_id,
+    i.user_id, i.request_id, i.choice_index, i.replica, i.status, i.error, i.finish_reason,
+    i.source, i.prompt_tokens, i.completion_tokens, i.ttft_ms, i.latency_ms, i.labels,
+    i.messages, i.params, i.completion"""
+_JOINS = """
+    LEFT JOIN projects p ON p.id = i.project_id
+    LEFT JOIN models mo ON mo.id = i.model_id
+    LEFT JOIN ab_tests ab ON ab.id = i.ab_test_id"""
+_PERCENTILES = (50, 95, 99)
+_BY = re.compile(r"^(model|variant|day|hour|project|status|label:.+)$")
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _fresh(engine: Engine, max_staleness: float | None) -> tuple[AnalyticsCopy, datetime]:
+    copy = copy_for(engine)
+    return copy, copy.ensure_fresh(max_staleness)
+
+
+def _frame(table: pa.Table, synced: datetime) -> pd.DataFrame:
+    frame = table.to_pandas()
+    frame.attrs["synced_at"] = synced
+    return frame
+
+
+def metric_definitions(
+    engine: Engine, *, scope: Scope, max_staleness: float | None = None
+) -> pd.DataFrame:
+    """Metrics visible to the scope: project, key, name, kind (scalar/bool) and scoring."""
+    copy, synced = _fresh(engine, max_staleness)
+    project_id = scope_project_id(scope)
+    sql = (
+        "SELECT p.key AS project, m.key, m.name, m.kind, m.scoring FROM metrics m "
+        "JOIN projects p ON p.id = m.project_id"
+        + (" WHERE m.project_id = ?" if project_id is not None else "")
+        + " ORDER BY p.key, m.key"
+    )
+    params = [project_id] if project_id is not None else []
+    with copy.reading() as cursor:
+        return _frame(cursor.execute(sql, params).to_arrow_table(), synced)
+
+
+def _metric_keys(cursor: Any, project_id: int | None) -> list[tuple[str, str]]:
+    """(key, kind) of the metrics in scope; a key that is bool everywhere is bool."""
+    sql = "SELECT key, CASE WHEN bool_and(kind = 'bool') THEN 'bool' ELSE 'scalar' END FROM metrics"
+    params: list[Any] = []
+    if project_id is not None:
+        sql += " WHERE project_id = ?"
+        params.append(project_id)
+    return [
+        (key, kind)
+        for key, kind in cursor.execute(sql + " GROUP BY key ORDER BY key", params).fetchall()
+    ]
+
+
+def _interactions_sql(
+    copy: AnalyticsCopy,
+    filters: Filters,
+    scope: Scope,
+    metric_keys: Sequence[str],
+    *,
+    limit: int | None,
+    offset: int,
+) -> tuple[str, list[Any]]:
+    compiled = compile_filters(filters, scope=scope, label_columns=copy.label_columns)
+    params = list(compiled.params)
+    page = ""
+    if limit is not None:
+        page = " LIMIT ? OFFSET ?"
+        params.extend([limit, offset])
+    taken = set(INTERACTION_COLUMNS)
+    pivots = []
+    for key in metric_keys:
+        name = key if key not in taken else f"metric_{key}"
+        pivots.append(f"avg(v.value) FILTER (WHERE v.key = ?) AS {_quote(name)}")
+        params.append(key)
+    metric_columns = "".join(
+        f", piv.{_quote(k if k not in taken else f'metric_{k}')}" for k in metric_keys
+    )
+    metric_cte = ""
+    metric_join = ""
+    if metric_keys:
+        metric_cte = f"""
+        , v AS (
+            SELECT mv.completion_id, m.key, avg(mv.value) AS value
+            FROM metric_values mv JOIN metrics m ON m.id = mv.metric_id
+            WHERE mv.completion_id IN (SELECT completion_id FROM sel) GROUP BY ALL)
+        , piv AS (SELECT v.completion_id, {", ".join(pivots)} FROM v GROUP BY v.completion_id)"""
+        metric_join = " LEFT JOIN piv ON piv.completion_id = i.completion_id"
+    sql = f"""
+        WITH sel AS (
+            SELECT i.* FROM interactions i WHERE {compiled.where}
+            ORDER BY i.created_at DESC, i.completion_id DESC{page}){metric_cte}
+        SELECT {_SELECT}{metric_columns}
+        FROM sel i {_JOINS}{metric_join}
+        ORDER BY i.created_at DESC, i.completion_id DESC"""
+    return sql, params
+
+
+def interactions(
+    engine: Engine,
+    filters: Filters | None = None,
+    *,
+    scope: Scope,
+    limit: int | None = 100,
+    offset: int = 0,
+    max_staleness: float | None = None,
+) -> pd.DataFrame:
+    """Matching interactions, newest first, one column per metric key; `limit=None` means all."""
+    if limit is not None and (limit < 0 or offset < 0):
+        raise InvalidInputError("limit and offset must not be negative")
+    copy, synced = _fresh(engine, max_staleness)
+    with copy.reading() as cursor:
+        keys = [key for key, _ in _metric_keys(cursor, scope_project_id(scope))]
+        sql, params = _interactions_sql(
+            copy, filters or Filters(), scope, keys, limit=limit, offset=offset
+        )
+        return _frame(cursor.execute(sql, params).to_arrow_table(), synced)
+
+
+def interaction_batches(
+    engine: Engine,
+    filters: Filters | None = None,
+    *,
+    scope: Scope,
+    batch_size: int = 50_000,
+    max_staleness: float | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Every matching interaction (with metric columns) as Arrow batches, for streamed exports."""
+    copy, _ = _fresh(engine, max_staleness)
+    cursor = copy.con.cursor()
+    try:
+        with copy.lock:  # plan and start under the lock; DuckDB streams from that snapshot
+            keys = [key for key, _ in _metric_keys(cursor, scope_project_id(scope))]
+            sql, params = _interactions_sql(
+                copy, filters or Filters(), scope, keys, limit=None, offset=0
+            )
+            reader = cursor.execute(sql, params).to_arrow_reader(batch_size)
+        yield from reader
+    finally:
+        cursor.close()
+
+
+def count_interactions(
+    engine: Engine,
+    filters: Filters | None = None,
+    *,
+    scope: Scope,
+    max_staleness: float | None = None,
+) -> int:
+    """How many interactions match (for pagers and progress bars)."""
+    copy, _ = _fresh(engine, max_staleness)
+    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=copy.label_columns)
+    with copy.reading() as cursor:
+        row = cursor.execute(
+            f"SELECT count(*) FROM interactions i WHERE {compiled.where}", compiled.params
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def get_interaction(
+    engine: Engine, completion_id: str, *, scope: Scope, max_staleness: float | None = None
+) -> dict[str, Any]:
+    """One interaction as a dict with all its `metric_values`; NotFoundError outside scope."""
+    copy, _ = _fresh(engine, max_staleness)
+    compiled = compile_filters(Filters(), scope=scope, label_columns=copy.label_columns)
+    try:
+        wanted = str(uuid.UUID(str(completion_id)))
+    except ValueError as exc:
+        raise InvalidInputError(f"bad completion id {completion_id!r}") from exc
+    with copy.reading() as cursor:
+        table = cursor.execute(
+            f"SELECT {_SELECT} FROM interactions i {_JOINS} "
+            f"WHERE {compiled.where} AND i.completion_id = ?",
+            [*compiled.params, wanted],
+        ).to_arrow_table()
+        if table.num_rows == 0:
+            raise NotFoundError("interaction", completion_id)
+        row = table.to_pylist()[0]
+        row["metric_values"] = (
+            cursor.execute(
+                "SELECT m.key, mv.value, mv.details, mv.reason, mv.user_id, "
+                "CAST(mv.id AS VARCHAR) AS id, mv.created_at FROM metric_values mv "
+                "JOIN metrics m ON m.id = mv.metric_id WHERE mv.completion_id = ? "
+                "ORDER BY mv.created_at, mv.id",
+                [wanted],
+            )
+            .to_arrow_table()
+            .to_pylist()
+        )
+    return row
+
+
+def _group_expression(by: str | None, copy: AnalyticsCopy) -> tuple[str, str]:
+    """(SQL expression, output column name) of a summary's grouping."""
+    if by is None:
+        return "'all'", "group"
+    if not _BY.match(by):
+        raise InvalidInputError(
+            f"bad summary grouping {by!r}: use model, variant, day, hour, project, status "
+            "or label:<key>"
+        )
+    if by.startswith("label:"):
+        key = by.removeprefix("label:")
+        column = copy.label_columns.get(key)
+        return (f"i.{column}" if column else "CAST(NULL AS VARCHAR)"), key
+    return {
+        "model": ("mo.key", "model"),
+        "variant": ("i.ab_variant", "variant"),
+        "project": ("p.key", "project"),
+        "status": ("i.status", "status"),
+        "day": ("date_trunc('day', i.created_at)", "day"),
+        "hour": ("date_trunc('hour', i.created_at)", "hour"),
+    }[by]
+
+
+def summary(
+    engine: Engine,
+    filters: Filters | None = None,
+    *,
+    scope: Scope,
+    by: str | None = "model",
+    max_staleness: float | None = None,
+) -> pd.DataFrame:
+    """Per group (model | variant | day | hour | project | status | label:<key> | None = all):
+    count, errors, error_rate, latency and TTFT p50/p95/p99 (ms), token sums, and per metric key
+    `<key>_mean`, `<key>_n` (completions scored) and `<key>_ci_low/high` (95%: Student-t for
+    scalars, Wilson for bools)."""
+    copy, synced = _fresh(engine, max_staleness)
+    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=copy.label_columns)
+    group, name = _group_expression(by, copy)
+    quantiles = ", ".join(str(q / 100) for q in _PERCENTILES)
+    sel = (
+        f"SELECT i.completion_id, {group} AS grp, i.status, i.latency_ms, i.ttft_ms, "
+        f"i.prompt_tokens, i.completion_tokens FROM interactions i "
+        f"LEFT JOIN projects p ON p.id = i.project_id LEFT JOIN models mo ON mo.id = i.model_id "
+        f"WHERE {compiled.where}"
+    )
+    base_sql = f"""
+        WITH sel AS ({sel})
+        SELECT grp, count(*) AS count, count(*) FILTER (WHERE status = 'error') AS errors,
+            quantile_cont(latency_ms, [{quantiles}]) AS latency,
+            quantile_cont(ttft_ms, [{quantiles}]) AS ttft,
+            sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
+        FROM sel GROUP BY grp ORDER BY grp NULLS LAST"""
+    metric_sql = f"""
+        WITH sel AS ({sel}),
+        per AS (
+            SELECT mv.completion_id, mv.metric_id, avg(mv.value) AS v FROM metric_values mv
+            WHERE mv.completion_id IN (SELECT completion_id FROM sel) GROUP BY ALL)
+        SELECT sel.grp, m.key, count(*) AS n, avg(per.v) AS mean, var_samp(per.v) AS var,
+            sum(per.v) AS total
+        FROM per JOIN sel ON sel.completion_id = per.completion_id
+        JOIN metrics m ON m.id = per.metric_id GROUP BY ALL"""
+    with copy.reading() as cursor:
+        kinds = dict(_metric_keys(cursor, scope_project_id(scope)))
+        base = cursor.execute(base_sql, compiled.params).fetchall()
+        metric_rows = cursor.execute(metric_sql, compiled.params).fetchall() if kinds else []
+    return _frame(pa.Table.from_pylist(_summary_rows(name, base, metric_rows, kinds)), synced)
+
+
+def _summary_rows(
+    name: str,
+    base: Sequence[Sequence[Any]],
+    metric_rows: Sequence[Sequence[Any]],
+    kinds: dict[str, str],
+) -> list[dict[str, Any]]:
+    metrics: dict[tuple[Any, str], Sequence[Any]] = {(r[0], r[1]): r for r in metric_rows}
+    rows = []
+    for grp, count, errors, latency, ttft, prompt_tokens, completion_tokens in base:
+        row: dict[str, Any] = {name: grp, "count": count, "errors": errors}
+        row["error_rate"] = errors / count if count else None
+        for label, values in (("latency", latency), ("ttft", ttft)):
+            for q, value in zip(_PERCENTILES, values or [None] * 3, strict=True):
+                row[f"{label}_p{q}"] = value
+        row["prompt_tokens"] = prompt_tokens
+        row["completion_tokens"] = completion_tokens
+        for key, kind in kinds.items():
+            found = metrics.get((grp, key))
+            n = int(found[2]) if found else 0
+            mean = float(found[3]) if found else None
+            if kind == "bool":
+                interval = proportion_interval(n, float(found[5]) if found else 0.0)
+            else:
+                interval = mean_interval(n, mean, found[4] if found else None)
+            row[f"{key}_mean"] = mean
+            row[f"{key}_n"] = n
+            row[f"{key}_ci_low"] = interval.low
+            row[f"{key}_ci_high"] = interval.high
+        rows.append(row)
+    return rows
+
+
+def label_keys(
+    engine: Engine,
+    filters: Filters | None = None,
+    *,
+    scope: Scope,
+    max_staleness: float | None = None,
+) -> list[str]:
+    """Label keys used by matching interactions, sorted (for pickers)."""
+    copy, _ = _fresh(engine, max_staleness)
+    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=copy.label_columns)
+    if not copy.label_columns:
+        return []
+    counts = ", ".join(f"count({column})" for column in copy.label_columns.values())
+    with copy.reading() as cursor:
+        row = cursor.execute(
+            f"SELECT {counts} FROM interactions i WHERE {compiled.where}", compiled.params
+        ).fetchone()
+    used = [key for key, n in zip(copy.label_columns, row or (), strict=False) if n]
+    return sorted(used)
+
+
+def label_values(
+    engine: Engine,
+    key: str,
+    filters: Filters | None = None,
+    *,
+    scope: Scope,
+    limit: int = 1000,
+    max_staleness: float | None = None,
+) -> pd.DataFrame:
+    """Values of one label key among matching interactions with their counts, most used first."""
+    copy, synced = _fresh(engine, max_staleness)
+    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=copy.label_columns)
+    column = copy.label_columns.get(key)
+    if column is None:
+        return _frame(
+            pa.table({"value": pa.array([], pa.string()), "count": pa.array([], pa.int64())}),
+            synced,
+        )
+    with copy.reading() as cursor:
+        table = cursor.execute(
+            f"SELECT i.{column} AS value, count(*) AS count FROM interactions i "
+            f"WHERE {compiled.where} AND i.{column} IS NOT NULL "
+            f"GROUP BY value ORDER BY count DESC, value LIMIT ?",
+            [*compiled.params, limit],
+        ).to_arrow_table()
+    return _frame(table, synced)
+
+
+def ab_test_report(
+    engine: Engine,
+    key: str,
+    *,
+    scope: Scope,
+    project: str | None = None,
+    max_staleness: float | None = None,
+) -> AbTestReport:
+    """Per variant of A/B test `key`: n, metric mean or true-rate (or win rate for preference
+    tests) with a 95% interval, difference to the control (first variant), p-value (Welch's t,
+    two-proportion z, or exact binomial) and significance at 5%."""
+    copy, _ = _fresh(engine, max_staleness)
+    with copy.reading() as cursor:
+        return build_ab_test_report(
+            cursor, key, project_id=scope_project_id(scope), project=project
+        )
+
+
+def run_sql(
+    engine: Engine, query: str, *, scope: Scope, max_staleness: float | None = None
+) -> pd.DataFrame:
+    """Read-only SQL over the copy's tables (interactions, metric_values, metrics, ...); admin only,
+    since raw SQL is not project-scoped."""
+    if scope_project_id(scope) is not None:
+        raise InvalidInputError("raw SQL needs an admin scope; use the filter functions instead")
+    copy, synced = _fresh(engine, max_staleness)
+    with copy.reading() as cursor:
+        statements = cursor.extract_statements(query)
+        if len(statements) != 1 or statements[0].type.name != "SELECT":
+            raise InvalidInputError("db.sql runs exactly one read-only SELECT statement")
+        return _frame(cursor.execute(query).to_arrow_table(), synced)
+
+
+def synced_at(engine: Engine, *, max_staleness: float | None = None) -> datetime:
+    """Sync (if older than max_staleness) and return when the copy last matched the store."""
+    return _fresh(engine, max_staleness)[1]

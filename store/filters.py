@@ -1,0 +1,255 @@
+"""Filters shared by every analytics function, and their translation to DuckDB SQL.
+
+A `Filters` value is plain data (it can come from a notebook, the dashboard, REST query strings
+or the CLI); `compile_filters` turns it into one WHERE clause over the copy's `interactions`
+table (alias `i`) with positional parameters, always restricted to the caller's scope.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from store.errors import InvalidInputError
+from store.keys import Principal
+
+LabelOp = Literal["=", "!=", "in", "exists"]
+MetricOp = Literal[">=", ">", "<=", "<", "=", "!="]
+Scope = Principal | int
+"""Who asks: a Principal (admin sees every project, a project key only its own) or a project id."""
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_METRIC = re.compile(
+    r"^\s*([A-Za-z0-9_.:-]+)\s*(>=|<=|!=|==|=|>|<)\s*(-?[0-9.eE+-]+|true|false)\s*$"
+)
+
+
+@dataclass(frozen=True)
+class LabelFilter:
+    """One label condition: `key = value`, `key != value` (also true when the key is absent),
+    `key in (values)`, or `key exists`."""
+
+    key: str
+    op: LabelOp = "="
+    values: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> LabelFilter:
+        """Parse `k=v`, `k!=v`, `k=a|b` (in), `k in a,b`, or a bare `k` (exists)."""
+        text = text.strip()
+        if "!=" in text:
+            key, _, value = text.partition("!=")
+            return cls(key.strip(), "!=", (value.strip(),))
+        if "=" in text:
+            key, _, value = text.partition("=")
+            values = tuple(v for v in value.split("|"))
+            return cls(key.strip(), "in" if len(values) > 1 else "=", values)
+        match = re.match(r"^(\S+)\s+in\s+(.+)$", text)
+        if match:
+            values = tuple(v.strip() for v in match.group(2).strip("()").split(","))
+            return cls(match.group(1), "in", values)
+        if not text or " " in text:
+            raise InvalidInputError(f"bad label filter {text!r}: use k=v, k!=v, k=a|b or k")
+        return cls(text, "exists")
+
+
+@dataclass(frozen=True)
+class MetricFilter:
+    """A range condition on a completion's metric (mean of its values), e.g. quality >= 0.8."""
+
+    key: str
+    op: MetricOp
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> MetricFilter:
+        """Parse `quality>=0.8`, `thumbs=true`, `latency_score < 3`."""
+        match = _METRIC.match(text)
+        if not match:
+            raise InvalidInputError(
+                f"bad metric condition {text!r}: expected KEY OP NUMBER, e.g. quality>=0.8"
+            )
+        key, op, raw = match.groups()
+        op = "=" if op == "==" else op
+        number = {"true": 1.0, "false": 0.0}.get(raw)
+        try:
+            value = float(raw) if number is None else number
+        except ValueError as exc:
+            raise InvalidInputError(f"bad number in metric condition {text!r}") from exc
+        return cls(key, op, value)  # type: ignore[arg-type]
+
+
+LabelsArg = Mapping[str, str | Sequence[str] | None] | Iterable[LabelFilter | str]
+
+
+def parse_time(value: datetime | str | None, *, now: datetime | None = None) -> datetime | None:
+    """`7d`, `24h`, `30m` (that long ago), an ISO datetime, or a datetime (naive means UTC)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    match = _DURATION.match(value)
+    if match:
+        amount, unit = match.groups()
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: float(amount)})
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"bad time {value!r}: use a duration like 7d / 24h / 30m or an ISO datetime"
+        ) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _label_filters(labels: LabelsArg | None) -> tuple[LabelFilter, ...]:
+    if not labels:
+        return ()
+    if isinstance(labels, Mapping):
+        out: list[LabelFilter] = []
+        for key, value in labels.items():
+            if value is None:
+                out.append(LabelFilter(key, "exists"))
+            elif isinstance(value, str):
+                out.append(LabelFilter(key, "=", (value,)))
+            else:
+                out.append(LabelFilter(key, "in", tuple(str(v) for v in value)))
+        return tuple(out)
+    return tuple(
+        item if isinstance(item, LabelFilter) else LabelFilter.parse(item) for item in labels
+    )
+
+
+def _metric_filters(metrics: Any) -> tuple[MetricFilter, ...]:
+    if not metrics:
+        return ()
+    if isinstance(metrics, str | MetricFilter):
+        metrics = [metrics]
+    return tuple(m if isinstance(m, MetricFilter) else MetricFilter.parse(m) for m in metrics)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Every filter an analytics question accepts; all given conditions are combined with AND.
+
+    labels: a mapping ({"team": "x"}, a list means `in`, None means `exists`) or a list of
+    LabelFilter / strings ("k=v", "k!=v", "k=a|b", "k"). project / model / ab_test are keys.
+    since / until: "7d", "24h", ISO text or datetimes. metrics: "quality>=0.8" strings or
+    MetricFilter. search: case-insensitive text in the prompt or the completion.
+    """
+
+    labels: Any = ()
+    project: str | None = None
+    model: str | None = None
+    ab_test: str | None = None
+    variant: str | None = None
+    since: datetime | str | None = None
+    until: datetime | str | None = None
+    session: str | uuid.UUID | None = None
+    user: str | None = None
+    status: str | None = None
+    metrics: Any = ()
+    search: str | None = None
+    label_filters: tuple[LabelFilter, ...] = field(init=False, repr=False, compare=False)
+    metric_filters: tuple[MetricFilter, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label_filters", _label_filters(self.labels))
+        object.__setattr__(self, "metric_filters", _metric_filters(self.metrics))
+        object.__setattr__(self, "since", parse_time(self.since))
+        object.__setattr__(self, "until", parse_time(self.until))
+        if self.session is not None:
+            try:
+                object.__setattr__(self, "session", uuid.UUID(str(self.session)))
+            except ValueError as exc:
+                raise InvalidInputError(f"bad session id {self.session!r}") from exc
+
+
+def scope_project_id(scope: Scope) -> int | None:
+    """The one project a scope may see, or None for an admin (every project)."""
+    if isinstance(scope, Principal):
+        if scope.is_admin:
+            return None
+        if scope.project_id is None:
+            raise InvalidInputError("a non-admin principal without a project sees nothing")
+        return scope.project_id
+    if isinstance(scope, bool) or not isinstance(scope, int):
+        raise InvalidInputError("scope must be a Principal or a project id")
+    return scope
+
+
+@dataclass
+class CompiledFilters:
+    """A WHERE clause over `interactions i` and its positional parameters."""
+
+    where: str
+    params: list[Any]
+
+
+def compile_filters(
+    filters: Filters, *, scope: Scope, label_columns: Mapping[str, str]
+) -> CompiledFilters:
+    """Translate filters (and the scope) to DuckDB SQL; unknown label keys match nothing."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    project_id = scope_project_id(scope)
+    if project_id is not None:
+        clauses.append("i.project_id = ?")
+        params.append(project_id)
+    if filters.project is not None:
+        clauses.append("i.project_id IN (SELECT id FROM projects WHERE key = ?)")
+        params.append(filters.project)
+    if filters.model is not None:
+        clauses.append("i.model_id IN (SELECT id FROM models WHERE key = ?)")
+        params.append(filters.model)
+    if filters.ab_test is not None:
+        clauses.append("i.ab_test_id IN (SELECT id FROM ab_tests WHERE key = ?)")
+        params.append(filters.ab_test)
+    for name, column in (("variant", "ab_variant"), ("user", "user_id"), ("status", "status")):
+        value = getattr(filters, name)
+        if value is not None:
+            clauses.append(f"i.{column} = ?")
+            params.append(value)
+    if filters.session is not None:
+        clauses.append("i.session_id = ?")
+        params.append(str(filters.session))
+    if filters.since is not None:
+        clauses.append("i.created_at >= ?")
+        params.append(filters.since)
+    if filters.until is not None:
+        clauses.append("i.created_at < ?")
+        params.append(filters.until)
+    for label in filters.label_filters:
+        clauses.append(_label_clause(label, label_columns.get(label.key), params))
+    for metric in filters.metric_filters:
+        clauses.append(
+            "i.completion_id IN (SELECT mv.completion_id FROM metric_values mv "
+            "JOIN metrics m ON m.id = mv.metric_id WHERE m.key = ? "
+            f"GROUP BY mv.completion_id HAVING avg(mv.value) {metric.op} ?)"
+        )
+        params.extend([metric.key, metric.value])
+    if filters.search:
+        escaped = filters.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        params.extend([pattern, pattern])
+        clauses.append("(i.prompt_text ILIKE ? ESCAPE '\\' OR i.completion ILIKE ? ESCAPE '\\')")
+    return CompiledFilters(" AND ".join(clauses) or "TRUE", params)
+
+
+def _label_clause(label: LabelFilter, column: str | None, params: list[Any]) -> str:
+    if column is None:
+        return "TRUE" if label.op == "!=" else "FALSE"
+    if label.op == "exists":
+        return f"i.{column} IS NOT NULL"
+    if label.op == "!=":
+        params.append(label.values[0])
+        return f"i.{column} IS DISTINCT FROM ?"
+    if label.op == "=":
+        params.append(label.values[0])
+        return f"i.{column} = ?"
+    params.extend(label.values)
+    return f"i.{column} IN ({', '.join('?' for _ in label.values)})"
