@@ -8,8 +8,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from ingest import health
+from ingest import chat, feedback_api, health, readback_api, status
+from ingest.capture import CaptureMiddleware
 from ingest.errors import install_error_handlers
+from ingest.journal import Journal
+from ingest.routing import RoutingTable
+from ingest.telemetry import Telemetry
+from ingest.upstream import UpstreamPool
+from ingest.writer import JournalWriter
 from store.db import engine_from_settings
 from store.settings import Settings, get_settings
 
@@ -24,9 +30,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = engine_from_settings(settings)
         app.state.engine = engine
+        # Chat gateway: routing cache and the one upstream HTTP session of this process.
+        app.state.routing = RoutingTable(engine, ttl=settings.routing_cache_seconds)
+        app.state.upstream = UpstreamPool(settings)
+        await app.state.upstream.start()
+        # End of chat gateway setup.
+        # Logging: this process's journal and its background writer (ingest/writer.py).
+        journal = Journal(settings.journal_dir, fsync=settings.journal_fsync)
+        journal.open()
+        writer = JournalWriter(
+            journal,
+            engine,
+            batch_size=settings.writer_batch_size,
+            interval=settings.writer_interval,
+        )
+        app.state.journal = journal
+        app.state.writer = writer
+        await writer.start()
+        # End of logging setup.
         try:
             yield
         finally:
+            await writer.stop()  # final drain of the journal
+            await app.state.upstream.close()
             engine.dispose()
 
     app = FastAPI(
@@ -36,9 +62,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.telemetry = Telemetry()
+    app.add_middleware(CaptureMiddleware)
     install_error_handlers(app)
     # Routers: one line per API module.
     app.include_router(health.router)
+    app.include_router(feedback_api.router)
+    app.include_router(readback_api.router)
+    app.include_router(chat.router)
+    app.include_router(status.router)
     return app
 
 

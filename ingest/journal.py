@@ -1,0 +1,348 @@
+"""The local write-ahead journal: interactions are appended here before a response finishes.
+
+Layout: `INTERLOG_JOURNAL_DIR/<host>-<pid>-<random>/seg-<n>.jsonl`, one directory per process,
+claimed with an exclusive `fcntl.flock` on its `lock` file for the process's lifetime. Segments
+are JSON lines (orjson); a torn last line after a crash is ignored. A segment is deleted once the
+writer has stored all of its entries. On start (and periodically) a process claims the
+directories of dead processes (their lock is free), copies their entries into its own journal
+and deletes them, so several gateway processes or hosts never share a journal and nothing is
+lost when one dies. Durability of an append follows INTERLOG_JOURNAL_FSYNC: `entry` (fsync
+before the append returns), `batch` (concurrent appends share one fsync: group commit) or
+`never` (the data is in the OS page cache: it survives a process crash, not a power loss).
+
+The journal is used from one event loop only (the middleware and the writer task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+log = logging.getLogger("interlog.journal")
+
+LOCK_FILE = "lock"
+SEGMENT_PREFIX = "seg-"
+SEGMENT_SUFFIX = ".jsonl"
+#: A segment larger than this is closed and a new one started (finished segments are deleted).
+SEGMENT_MAX_BYTES = 16 * 1024 * 1024
+
+FsyncPolicy = Literal["entry", "batch", "never"]
+
+
+@dataclass
+class PendingEntry:
+    """One journaled record waiting for the writer."""
+
+    segment: int
+    completion_id: str
+    record: dict[str, Any]
+    appended_at: float
+
+
+@dataclass
+class _Segment:
+    path: Path
+    fd: int | None
+    entries: int = 0
+    done: int = 0
+    size: int = 0
+
+
+def segment_name(number: int) -> str:
+    return f"{SEGMENT_PREFIX}{number:012d}{SEGMENT_SUFFIX}"
+
+
+def read_segment(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of one segment file; a torn (unparseable) last line is skipped."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    last = len(lines) - 1
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            if number == last:
+                log.warning("journal %s: ignoring torn last line (%d bytes)", path, len(line))
+            else:
+                log.error("journal %s: skipping corrupt line %d", path, number + 1)
+            continue
+        if isinstance(record, dict):
+            yield record
+
+
+def _segments_of(directory: Path) -> list[Path]:
+    return sorted(
+        path
+        for path in directory.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}")
+        if path.name[len(SEGMENT_PREFIX) : -len(SEGMENT_SUFFIX)].isdigit()
+    )
+
+
+def _try_lock(path: Path) -> int | None:
+    """An fd holding an exclusive flock on `path`, or None if another process holds it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Journal:
+    """This process's journal directory: append records, hand them to the writer, forget them."""
+
+    def __init__(self, base: Path, *, fsync: FsyncPolicy = "batch") -> None:
+        self.base = Path(base)
+        self.fsync: FsyncPolicy = fsync
+        self.directory: Path | None = None
+        self._lock_fd: int | None = None
+        self._segments: dict[int, _Segment] = {}
+        self._current = 0
+        self._pending: deque[PendingEntry] = deque()
+        self._pending_ids: dict[str, int] = {}
+        self._written_seq = 0
+        self._synced_seq = 0
+        self._sync_lock = asyncio.Lock()
+        self.appended = 0
+        self.replayed = 0
+        self.rejected = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create and lock this process's directory, then claim journals of dead processes."""
+        self.base.mkdir(parents=True, exist_ok=True)
+        name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Lock under a hidden name first, so no other process can mistake it for an orphan.
+        staging = self.base / f".new-{name}"
+        staging.mkdir()
+        fd = _try_lock(staging / LOCK_FILE)
+        if fd is None:  # pragma: no cover - the name is unique
+            raise RuntimeError(f"cannot lock new journal directory {staging}")
+        directory = self.base / name
+        staging.rename(directory)
+        _fsync_directory(self.base)
+        self.directory = directory
+        self._lock_fd = fd
+        self._open_segment(1)
+        self.claim_orphans()
+
+    def close(self) -> None:
+        """Close files; delete the directory if everything was stored, else leave it for replay."""
+        for segment in self._segments.values():
+            if segment.fd is not None:
+                if self.fsync != "never":
+                    os.fsync(segment.fd)
+                os.close(segment.fd)
+                segment.fd = None
+        if self.directory is not None and not self._pending:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        elif self.directory is not None:
+            log.warning(
+                "journal %s keeps %d interactions not yet stored; the next start replays them",
+                self.directory,
+                len(self._pending),
+            )
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def claim_orphans(self) -> int:
+        """Move the entries of dead processes' journals into this one; returns how many."""
+        claimed = 0
+        for directory in sorted(self.base.iterdir()):
+            if directory == self.directory or directory.name.startswith("."):
+                continue
+            if not directory.is_dir():
+                continue
+            fd = _try_lock(directory / LOCK_FILE)
+            if fd is None:
+                continue  # a live process owns it
+            try:
+                claimed += self._adopt(directory)
+            finally:
+                os.close(fd)
+        if claimed:
+            log.info("journal: replaying %d interactions of stopped processes", claimed)
+        return claimed
+
+    def _adopt(self, directory: Path) -> int:
+        records: list[dict[str, Any]] = []
+        for path in _segments_of(directory):
+            records.extend(read_segment(path))
+        if records:
+            self._write(records)
+            assert self.directory is not None
+            segment = self._segments[self._current]
+            if segment.fd is not None:
+                os.fsync(segment.fd)
+        shutil.rmtree(directory, ignore_errors=True)
+        self.replayed += len(records)
+        return len(records)
+
+    # -- appending ---------------------------------------------------------------------------
+
+    def _open_segment(self, number: int) -> None:
+        assert self.directory is not None
+        path = self.directory / segment_name(number)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._segments[number] = _Segment(path=path, fd=fd)
+        self._current = number
+
+    def _write(self, records: Sequence[Mapping[str, Any]]) -> int:
+        """Write records to the current segment (one write call) and queue them; no fsync."""
+        if self.directory is None:
+            raise RuntimeError("journal is not open")
+        segment = self._segments[self._current]
+        if segment.size >= SEGMENT_MAX_BYTES:
+            self._rotate()
+            segment = self._segments[self._current]
+        assert segment.fd is not None
+        data = b"".join(orjson.dumps(record) + b"\n" for record in records)
+        view = memoryview(data)
+        while view:
+            written = os.write(segment.fd, view)
+            view = view[written:]
+        segment.size += len(data)
+        segment.entries += len(records)
+        now = time.monotonic()
+        for record in records:
+            completion_id = str(record["completion_id"])
+            self._pending.append(PendingEntry(self._current, completion_id, dict(record), now))
+            self._pending_ids[completion_id] = self._pending_ids.get(completion_id, 0) + 1
+        self.appended += len(records)
+        self._written_seq += 1
+        return self._written_seq
+
+    def append_nowait(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append without waiting for fsync (used while a request is being cancelled)."""
+        if records:
+            self._write(records)
+
+    async def append(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append records; returns once they are as durable as INTERLOG_JOURNAL_FSYNC says."""
+        if not records:
+            return
+        sequence = self._write(records)
+        if self.fsync == "never":
+            return
+        if self.fsync == "entry":
+            async with self._sync_lock:
+                await asyncio.to_thread(os.fsync, self._current_fd())
+                self._synced_seq = max(self._synced_seq, sequence)
+            return
+        # Group commit: whoever holds the lock fsyncs everything written so far.
+        async with self._sync_lock:
+            if self._synced_seq >= sequence:
+                return
+            target = self._written_seq
+            await asyncio.to_thread(os.fsync, self._current_fd())
+            self._synced_seq = target
+
+    def _current_fd(self) -> int:
+        fd = self._segments[self._current].fd
+        assert fd is not None
+        return fd
+
+    def _rotate(self) -> None:
+        old = self._segments[self._current]
+        if old.fd is not None and self.fsync != "never":
+            os.fsync(old.fd)
+        # The old fd is closed in _delete_finished, never under a running fsync thread.
+        self._open_segment(self._current + 1)
+        self._delete_finished()
+
+    # -- handing entries to the writer -------------------------------------------------------
+
+    @property
+    def rejected_path(self) -> Path:
+        """Where entries the store refused for good are kept, next to the journal directories."""
+        assert self.directory is not None
+        return self.base / f"rejected-{self.directory.name}.jsonl"
+
+    @property
+    def depth(self) -> int:
+        """Interactions journaled but not yet stored."""
+        return len(self._pending)
+
+    @property
+    def oldest_age(self) -> float:
+        """Seconds the oldest pending interaction has waited (the writer's lag)."""
+        if not self._pending:
+            return 0.0
+        return max(0.0, time.monotonic() - self._pending[0].appended_at)
+
+    def is_pending(self, completion_id: str) -> bool:
+        return completion_id in self._pending_ids
+
+    def peek(self, limit: int) -> list[PendingEntry]:
+        """The oldest `limit` pending entries (they stay pending until `mark_done`)."""
+        return [entry for _, entry in zip(range(limit), self._pending, strict=False)]
+
+    def mark_done(self, count: int) -> None:
+        """The oldest `count` pending entries are in the store: forget them, drop old segments."""
+        for _ in range(count):
+            entry = self._pending.popleft()
+            remaining = self._pending_ids.get(entry.completion_id, 0) - 1
+            if remaining > 0:
+                self._pending_ids[entry.completion_id] = remaining
+            else:
+                self._pending_ids.pop(entry.completion_id, None)
+            segment = self._segments.get(entry.segment)
+            if segment is not None:
+                segment.done += 1
+        current = self._segments[self._current]
+        if not self._pending and current.entries and current.done >= current.entries:
+            self._rotate()
+        else:
+            self._delete_finished()
+
+    def reject(self, entries: Iterable[PendingEntry], reason: str) -> None:
+        """Keep entries the store refuses for good in `rejected-*.jsonl`; never drop them."""
+        assert self.directory is not None
+        lines = [orjson.dumps({"error": reason, "record": e.record}) + b"\n" for e in entries]
+        with self.rejected_path.open("ab") as out:
+            out.write(b"".join(lines))
+            out.flush()
+            os.fsync(out.fileno())
+        self.rejected += len(lines)
+
+    def _delete_finished(self) -> None:
+        syncing = self._sync_lock.locked()
+        for number in list(self._segments):
+            segment = self._segments[number]
+            if number == self._current:
+                continue
+            if segment.fd is not None and not syncing:
+                os.close(segment.fd)
+                segment.fd = None
+            if segment.fd is None and segment.done >= segment.entries:
+                segment.path.unlink(missing_ok=True)
+                del self._segments[number]

@@ -1,0 +1,57 @@
+"""Operator endpoints: GET /api/v1/status (journal and writer health) and GET /metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+
+from ingest.auth import PrincipalDep
+from ingest.telemetry import Telemetry, render_prometheus
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/api/v1/status")
+async def read_status(request: Request, _principal: PrincipalDep) -> dict[str, Any]:
+    """Logging health of the process that answers: journal depth and lag, writer counters."""
+    state = request.app.state
+    telemetry: Telemetry = state.telemetry
+    writer = getattr(state, "writer", None)
+    body: dict[str, Any] = {
+        "chat_requests": dict(telemetry.chat_requests),
+        "not_stored": telemetry.not_stored,
+        "capture_errors": telemetry.capture_errors,
+    }
+    if writer is not None:
+        stats = writer.stats
+        journal = writer.journal
+        body["journal"] = {
+            "directory": journal.directory.name if journal.directory else None,
+            "fsync": journal.fsync,
+            "depth": journal.depth,
+            "lag_seconds": round(journal.oldest_age, 3),
+            "appended": journal.appended,
+            "replayed": journal.replayed,
+        }
+        body["writer"] = {
+            "written": stats.written,
+            "batches": stats.batches,
+            "retried": stats.retried,
+            "failed": stats.failed,
+            "last_error": stats.last_error,
+            "last_error_age_seconds": (
+                None if stats.last_error_at is None else round(time.time() - stats.last_error_at, 3)
+            ),
+        }
+    return body
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def read_metrics(request: Request) -> PlainTextResponse:
+    """Prometheus metrics of this process: requests, latency, journal depth and lag, writes."""
+    state = request.app.state
+    text = render_prometheus(state.telemetry, getattr(state, "writer", None))
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,208 @@
+"""The background writer: moves journal entries into the store in batches, then forgets them.
+
+An asyncio task gathers up to INTERLOG_WRITER_BATCH_SIZE entries (waiting at most
+INTERLOG_WRITER_INTERVAL seconds), writes them in one transaction in a worker thread
+(store.interactions.write_interactions: idempotent on completion_id), and only then marks them
+done in the journal. If the database is unreachable, it retries with exponential backoff while
+the gateway keeps answering and the journal grows. A batch the database refuses for another
+reason is retried record by record; a record refused on its own is moved to the journal's
+`rejected-*.jsonl` file, logged and counted, so one bad record never blocks the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from ingest.journal import Journal, PendingEntry
+from store.interactions import write_interactions
+
+log = logging.getLogger("interlog.writer")
+
+BACKOFF_START = 0.1
+BACKOFF_MAX = 5.0
+#: How often the writer looks for journals left behind by stopped processes.
+ORPHAN_SCAN_INTERVAL = 30.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the store is unreachable or busy (retry later), not when it refuses the data."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OSError | TimeoutError)
+
+
+@dataclass
+class WriterStats:
+    """Counters of this process's writer, shown by /api/v1/status and /metrics."""
+
+    written: int = 0
+    batches: int = 0
+    retried: int = 0
+    failed: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+class JournalWriter:
+    """Drains one Journal into the store; `ensure_written` gives read-your-writes."""
+
+    def __init__(
+        self, journal: Journal, engine: Engine, *, batch_size: int = 2000, interval: float = 0.05
+    ) -> None:
+        self.journal = journal
+        self.engine = engine
+        self.batch_size = batch_size
+        self.interval = interval
+        self.stats = WriterStats()
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_orphan_scan = time.monotonic()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="interlog-writer")
+
+    def wake(self) -> None:
+        """Write now instead of waiting for the batch interval."""
+        self._wake.set()
+
+    async def stop(self, *, drain_timeout: float = 10.0) -> None:
+        """Drain what is pending (at most `drain_timeout` seconds), stop, close the journal."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=drain_timeout)
+            except TimeoutError:
+                log.warning("writer: drain timed out with %d pending", self.journal.depth)
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        self.journal.close()
+
+    async def ensure_written(
+        self, completion_ids: Collection[uuid.UUID], timeout: float = 5.0
+    ) -> None:
+        """Return once the listed ids pending in this process's journal are stored.
+
+        Ids not pending here return at once (stored already, or unknown to this process).
+        Raises TimeoutError if the store cannot take them within `timeout` seconds.
+        """
+        wanted = {str(completion_id) for completion_id in completion_ids}
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = [cid for cid in wanted if self.journal.is_pending(cid)]
+            if not waiting:
+                return
+            self._wake.set()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(waiting)} interactions are not yet stored")
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), timeout=remaining)
+            except TimeoutError:
+                continue
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_START
+        while True:
+            if self.journal.depth < self.batch_size and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            self._wake.clear()
+            self._scan_orphans()
+            if self.journal.depth == 0:
+                if self._stopping:
+                    return
+                continue
+            batch = self.journal.peek(self.batch_size)
+            try:
+                refused = await asyncio.to_thread(self._write_batch, batch)
+            except Exception as exc:
+                self._note_error(exc, len(batch))
+                self.stats.retried += 1
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            backoff = BACKOFF_START
+            self.journal.mark_done(len(batch))
+            self.stats.written += len(batch) - refused
+            self.stats.batches += 1
+            self._progress.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Back off, but wake early when asked (ensure_written, shutdown)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    def _write_batch(self, batch: list[PendingEntry]) -> int:
+        """Store a batch (runs in a thread); returns how many records the store refused.
+
+        On a non-transient error the batch is retried record by record, so only the bad
+        records are set aside.
+        """
+        try:
+            write_interactions(self.engine, [entry.record for entry in batch])
+            return 0
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("writer: batch of %d refused (%s); retrying one by one", len(batch), exc)
+        refused = 0
+        for entry in batch:
+            try:
+                write_interactions(self.engine, [entry.record])
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                refused += 1
+                self._refuse(entry, exc)
+        return refused
+
+    def _refuse(self, entry: PendingEntry, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        self.journal.reject([entry], reason)
+        self.stats.failed += 1
+        self.stats.last_error = reason
+        self.stats.last_error_at = time.time()
+        log.error(
+            "writer: store refused interaction %s (%s); kept in %s",
+            entry.completion_id,
+            reason,
+            self.journal.rejected_path,
+        )
+
+    def _note_error(self, exc: Exception, size: int) -> None:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        self.stats.last_error = reason
+        self.stats.last_error_at = time.time()
+        log.warning(
+            "writer: cannot store %d interactions (%d journaled), retrying: %s",
+            size,
+            self.journal.depth,
+            reason,
+        )
+
+    def _scan_orphans(self) -> None:
+        now = time.monotonic()
+        if now - self._last_orphan_scan < ORPHAN_SCAN_INTERVAL:
+            return
+        self._last_orphan_scan = now
+        try:
+            self.journal.claim_orphans()
+        except OSError as exc:
+            log.warning("writer: cannot scan for orphaned journals: %s", exc)
