@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 import migrations
+from ingest import cli_admin
 from store.settings import get_settings
 
 app = typer.Typer(
@@ -22,6 +23,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Migrate the store's schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(cli_admin.projects_app, name="projects")
+app.add_typer(cli_admin.models_app, name="models")
+app.add_typer(cli_admin.keys_app, name="keys")
+app.command("demo-model")(cli_admin.demo_model)
 
 DASHBOARD_SCRIPT = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     upstream_timeout: float = Field(
         default=120.0, description="Default seconds an upstream may take to answer completely."
     )
+    routing_cache_seconds: float = Field(
+        default=2.0,
+        description="Seconds the gateway caches a project's routes (models, default, A/B test); "
+        "a configuration change reaches running gateways within this time.",
+    )
     writer_batch_size: int = Field(
         default=2000, description="Most interactions the background writer puts in one batch."
     )

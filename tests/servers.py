@@ -1,0 +1,141 @@
+"""Real servers for tests: `interlog demo-model` and the gateway, on free loopback ports.
+
+Context managers (any test, any scope):
+    with demo_model(tmp_path) as upstream_url: ...            # "http://127.0.0.1:P/v1"
+    with gateway(database_url, tmp_path) as base_url: ...     # "http://127.0.0.1:P"
+    api_key, project_key, model_key = seed_project(database_url, upstream_urls=[upstream_url])
+    with gateway_with_demo(database_url, tmp_path) as live:   # LiveGateway (a NamedTuple)
+        base_url, api_key, project_key, model_key = live
+
+Fixtures (import them into a test module: `from tests.servers import live_gateway`):
+    demo_upstream  module-scoped demo model URL
+    live_gateway   module-scoped gateway in front of it, on its own migrated SQLite file, with
+                   project "proj", model "m1" (multimodal, default) and a project key.
+Both run as subprocesses (`python -m ingest ...`) and are always stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from store.catalog import attach_model, create_model, create_project
+from store.db import create_store_engine
+from store.keys import create_api_key
+from tests.support import free_port, interlog_process, wait_for_http
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class LiveGateway(NamedTuple):
+    """A running gateway and what a client needs to call it."""
+
+    base_url: str
+    api_key: str
+    project_key: str
+    model_key: str
+    database_url: str = ""
+    upstream_url: str = ""
+
+    @property
+    def api_url(self) -> str:
+        """The `base_url` for the openai package (`/api/v1` included)."""
+        return f"{self.base_url}/api/v1"
+
+
+@contextmanager
+def demo_model(workdir: Path, *, name: str = "demo", port: int | None = None) -> Iterator[str]:
+    """Run `interlog demo-model`; yields its OpenAI base URL (`http://127.0.0.1:P/v1`)."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = ["demo-model", "--port", str(port), "--name", name]
+    with interlog_process(args, env={}, cwd=REPO_ROOT, log=workdir / f"demo-{port}.log") as proc:
+        wait_for_http(f"http://127.0.0.1:{port}/v1/models", process=proc)
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+@contextmanager
+def gateway(
+    database_url: str, workdir: Path, *, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """Run `interlog serve` on a migrated store; yields its base URL (`http://127.0.0.1:P`)."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "INTERLOG_DATABASE_URL": database_url,
+        "INTERLOG_JOURNAL_DIR": str(workdir / f"journal-{port}"),
+        "INTERLOG_LOG_LEVEL": "warning",
+        **(env or {}),
+    }
+    args = ["serve", "--port", str(port), "--no-migrate"]
+    with interlog_process(
+        args, env=settings, cwd=REPO_ROOT, log=workdir / f"gateway-{port}.log"
+    ) as proc:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", process=proc)
+        yield f"http://127.0.0.1:{port}"
+
+
+def seed_project(
+    database_url: str,
+    *,
+    upstream_urls: list[str],
+    project_key: str = "proj",
+    model_key: str = "m1",
+    multimodal: bool = True,
+) -> tuple[str, str, str]:
+    """Create a project, a default model on the upstreams and a project key."""
+    engine = create_store_engine(database_url)
+    try:
+        create_project(engine, key=project_key)
+        create_model(engine, key=model_key, upstream_urls=upstream_urls, multimodal=multimodal)
+        attach_model(engine, project_key=project_key, model_key=model_key, default=True)
+        secret = create_api_key(engine, project_key=project_key).secret
+    finally:
+        engine.dispose()
+    return secret, project_key, model_key
+
+
+@contextmanager
+def gateway_with_demo(
+    database_url: str, workdir: Path, *, env: Mapping[str, str] | None = None
+) -> Iterator[LiveGateway]:
+    """A demo model, a seeded store (proj/m1 + key) and a gateway in front of it."""
+    with ExitStack() as stack:
+        upstream = stack.enter_context(demo_model(workdir))
+        api_key, project_key, model_key = seed_project(database_url, upstream_urls=[upstream])
+        base_url = stack.enter_context(gateway(database_url, workdir, env=env))
+        yield LiveGateway(base_url, api_key, project_key, model_key, database_url, upstream)
+
+
+def copy_sqlite_template(template: Path, directory: Path) -> str:
+    """A migrated SQLite store of its own (a copy of the session's migrated template)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "interlog.db"
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="module")
+def demo_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A demo model shared by the tests of one module."""
+    with demo_model(tmp_path_factory.mktemp("demo")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def live_gateway(
+    _sqlite_template: Path, demo_upstream: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveGateway]:
+    """A gateway (own SQLite store, proj/m1 + project key) in front of `demo_upstream`."""
+    workdir = tmp_path_factory.mktemp("gateway")
+    database_url = copy_sqlite_template(_sqlite_template, workdir)
+    api_key, project_key, model_key = seed_project(database_url, upstream_urls=[demo_upstream])
+    with gateway(database_url, workdir) as base_url:
+        yield LiveGateway(
+            base_url, api_key, project_key, model_key, database_url, demo_upstream
+        )
