@@ -8,6 +8,7 @@ Public API (used by the REST and GraphQL surfaces and by external interaction lo
   add_comparison         a preference between two logged completions
   add_text_comparison    a preference between two texts: stored as OFFLINE interactions first
   missing_completions    which completion ids are not (yet) visible in a project
+  completion_projects    the project of each stored completion (admin keys act on any project)
 
 A client-supplied `id` makes a submission idempotent: a UUID is used as is, any other string is
 mapped to a UUIDv5 within the project, and resubmitting the same value returns the same id.
@@ -341,6 +342,14 @@ def add_metric_values_bulk(
             else:
                 results[index] = ItemResult(index, feedback_id=row["id"])
     return [results[index] for index in range(len(values))]
+
+
+def completion_projects(
+    engine: Engine, *, completion_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """The project id of each stored completion among `completion_ids` (absent ids are left out)."""
+    with engine.connect() as connection:
+        return _completion_projects(connection, completion_ids)
 
 
 def missing_completions(

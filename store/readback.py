@@ -199,8 +199,14 @@ def metric_condition(
         METRIC.c.id == METRIC_VALUE.c.metric_id,
         METRIC.c.key == key,
     ]
-    bounds = [(gt, value > gt), (gte, value >= gte), (lt, value < lt), (lte, value <= lte)]
-    where += [clause for bound, clause in bounds if bound is not None]
+    if gt is not None:
+        where.append(value > gt)
+    if gte is not None:
+        where.append(value >= gte)
+    if lt is not None:
+        where.append(value < lt)
+    if lte is not None:
+        where.append(value <= lte)
     if eq is not None:
         where.append(value == eq)
     return exists().where(*where)
