@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from ingest import chat, feedback_api, health, readback_api, status
+from ingest import chat, feedback_api, health, ingest_api, readback_api, status
 from ingest.capture import CaptureMiddleware
 from ingest.errors import install_error_handlers
 from ingest.journal import Journal
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(readback_api.router)
     app.include_router(chat.router)
     app.include_router(status.router)
+    app.include_router(ingest_api.router)
     return app
 
 

@@ -1,0 +1,201 @@
+"""External logging: POST /api/v1/interactions (Adaptive SDK and raw) and the bulk form."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import httpx
+import pytest
+from adaptive_sdk import Adaptive
+from sqlalchemy import Engine, func, select
+
+from ingest.app import create_app
+from store.catalog import create_model, create_project
+from store.interactions import ATTACHMENT_TABLE, INTERACTION_TABLE, LABEL_TABLE
+from store.keys import create_api_key
+from store.metrics import create_metric
+from store.models import MetricValue
+from store.settings import Settings
+from tests.ingest.chat_double import serve_in_thread
+
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32).decode()
+
+
+class Server(NamedTuple):
+    url: str
+    key: str
+    other_key: str
+    admin_key: str
+
+
+@pytest.fixture
+def server(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Server]:
+    create_project(engine, key="proj")
+    create_project(engine, key="other")
+    create_model(engine, key="m1", upstream_urls=["http://127.0.0.1:9"])
+    create_metric(engine, project_key="proj", key="quality")
+    create_metric(engine, project_key="proj", key="thumbs", kind="bool")
+    key = create_api_key(engine, project_key="proj").secret
+    other = create_api_key(engine, project_key="other").secret
+    settings = Settings(
+        database_url=database_url, journal_dir=tmp_path / "journal", admin_key="admin-secret"
+    )
+    with serve_in_thread(create_app(settings)) as url:
+        yield Server(url, key, other, "admin-secret")
+
+
+def _post(server: Server, path: str, body: Any, key: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key or server.key}"}
+    return httpx.post(server.url + path, json=body, headers=headers, timeout=30)
+
+
+def _item(**extra: Any) -> dict[str, Any]:
+    return {
+        "model_service": "m1",
+        "project": "proj",
+        "messages": [{"role": "user", "content": "q"}],
+        "completion": "a",
+        **extra,
+    }
+
+
+def _count(engine: Engine, table: Any) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_adaptive_sdk_logs_an_interaction_with_feedback(server: Server, engine: Engine) -> None:
+    client = Adaptive(base_url=server.url, api_key=server.key)
+    session = uuid.uuid4()
+    answer = client.interactions.create(
+        messages=[{"role": "user", "content": "what is 2+2?"}],
+        completion="4",
+        model="m1",
+        project="proj",
+        feedbacks=[{"feedback_key": "quality", "value": 0.9, "details": "right"}],
+        session_id=session,
+        labels={"source": "batch"},
+        created_at="2024-02-21T09:51:03Z",
+    )
+    assert answer.session_id == session and len(answer.feedback_ids) == 1
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(INTERACTION_TABLE).where(
+                INTERACTION_TABLE.c.completion_id == answer.completion_id
+            )
+        ).one()
+        value = connection.execute(select(MetricValue.value)).scalar_one()  # type: ignore[call-overload]
+    assert row.completion == "4" and row.source == "OFFLINE"
+    assert row.labels == {"source": "batch"}
+    assert row.created_at.isoformat() == "2024-02-21T09:51:03+00:00"
+    assert value == 0.9
+    # The completion id carries the interaction's own time (UUIDv7).
+    assert answer.completion_id.int >> 80 == int(row.created_at.timestamp() * 1000)
+
+
+def test_unknown_model_service_is_404_and_nothing_is_stored(server: Server, engine: Engine) -> None:
+    response = _post(server, "/api/v1/interactions", _item(model_service="nope"))
+    assert response.status_code == 404
+    assert response.json()["error"]["param"] == "model_service"
+    assert _count(engine, INTERACTION_TABLE) == 0
+
+
+def test_another_projects_key_gets_404(server: Server, engine: Engine) -> None:
+    response = _post(server, "/api/v1/interactions", _item(), key=server.other_key)
+    assert response.status_code == 404
+    assert _count(engine, INTERACTION_TABLE) == 0
+
+
+def test_missing_completion_is_422_in_the_error_shape(server: Server) -> None:
+    item = _item()
+    del item["completion"]
+    response = _post(server, "/api/v1/interactions", item)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["param"] == "completion" and error["type"] == "invalid_request_error"
+
+
+def test_feedback_for_unknown_metric_is_404_and_keeps_nothing(
+    server: Server, engine: Engine
+) -> None:
+    body = _item(feedbacks=[{"metric": "nope", "value": 1}])
+    response = _post(server, "/api/v1/interactions", body)
+    assert response.status_code == 404
+    assert "metric nope" in response.json()["error"]["message"]
+    assert _count(engine, INTERACTION_TABLE) == 0
+
+
+def test_bulk_keeps_good_items_and_reports_each_bad_one(server: Server, engine: Engine) -> None:
+    items = [
+        _item(completion="first", labels={"k": "v"}),
+        _item(model_service="nope"),
+        {"model_service": "m1", "messages": []},
+        _item(feedbacks=[{"metric": "thumbs", "value": 0.5}]),
+        _item(completion="last", feedbacks=[{"metric": "thumbs", "value": True}]),
+        "not an object",
+    ]
+    response = _post(server, "/api/v1/interactions/bulk", {"interactions": items})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (2, 4)
+    results = body["results"]
+    assert [r["index"] for r in results] == list(range(6))
+    assert [r["error"] is None for r in results] == [True, False, False, False, True, False]
+    assert results[1]["error"]["code"] == "not_found"
+    assert results[2]["error"]["param"] in ("messages", "completion")
+    assert "bool metric" in results[3]["error"]["message"]
+    assert len(results[4]["feedback_ids"]) == 1
+    with engine.connect() as connection:
+        stored = connection.execute(select(INTERACTION_TABLE.c.completion)).scalars().all()
+    assert sorted(stored) == ["first", "last"]
+    assert _count(engine, LABEL_TABLE) == 1
+
+
+def test_bulk_reimport_with_completion_ids_creates_no_duplicates(
+    server: Server, engine: Engine
+) -> None:
+    items = [
+        _item(completion_id=str(uuid.uuid4()), feedbacks=[{"metric": "quality", "value": 2}])
+        for _ in range(5)
+    ]
+    first = _post(server, "/api/v1/interactions/bulk", {"interactions": items}).json()
+    again = _post(server, "/api/v1/interactions/bulk", {"interactions": items}).json()
+    assert first["accepted"] == again["accepted"] == 5
+    assert [r["feedback_ids"] for r in first["results"]] == [
+        r["feedback_ids"] for r in again["results"]
+    ]
+    assert _count(engine, INTERACTION_TABLE) == 5
+    assert _count(engine, MetricValue.__table__) == 5  # type: ignore[attr-defined]
+
+
+def test_admin_key_must_name_the_project(server: Server, engine: Engine) -> None:
+    item = _item()
+    del item["project"]
+    response = _post(server, "/api/v1/interactions", item, key=server.admin_key)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "project"
+    item["project"] = "other"
+    response = _post(server, "/api/v1/interactions", item, key=server.admin_key)
+    assert response.status_code == 200
+
+
+def test_logged_images_are_stored_once_per_hash(server: Server, engine: Engine) -> None:
+    image = {"type": "image_url", "image_url": f"data:image/png;base64,{PNG}"}
+    message = {"role": "user", "content": [{"type": "text", "text": "look"}, image]}
+    items = [_item(messages=[message]) for _ in range(3)]
+    body = _post(server, "/api/v1/interactions/bulk", {"interactions": items}).json()
+    assert body["accepted"] == 3
+    assert _count(engine, ATTACHMENT_TABLE) == 1
+    with engine.connect() as connection:
+        messages = connection.execute(select(INTERACTION_TABLE.c.messages)).scalars().first()
+    assert "base64" not in str(messages) and "attachment://sha256/" in str(messages)
+
+
+def test_bulk_needs_an_interactions_list_and_a_key(server: Server) -> None:
+    response = _post(server, "/api/v1/interactions/bulk", [_item()])
+    assert response.status_code == 400
+    response = httpx.post(server.url + "/api/v1/interactions/bulk", json={"interactions": []})
+    assert response.status_code == 401
