@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from ingest import chat, feedback_api, health, ingest_api, readback_api, status
 from ingest.capture import CaptureMiddleware
 from ingest.errors import install_error_handlers
+from ingest.graphql import create_graphql_router
 from ingest.journal import Journal
 from ingest.routing import RoutingTable
 from ingest.telemetry import Telemetry
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(feedback_api.router)
     app.include_router(readback_api.router)
+    app.include_router(create_graphql_router())
     app.include_router(chat.router)
     app.include_router(status.router)
     app.include_router(ingest_api.router)

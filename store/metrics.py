@@ -58,6 +58,11 @@ def find_project(engine: Engine, *, id_or_key: str | int) -> Project:
         return project
 
 
+def project_by_id(engine: Engine, *, project_id: int) -> Project | None:
+    with Session(engine) as session:
+        return session.get(Project, project_id)
+
+
 def create_metric(
     engine: Engine,
     *,
@@ -117,6 +122,12 @@ def lookup_metric(
             metric = found if found is not None and found.project_id == project_id else None
         return metric
     with Session(connection) as session:
+        return lookup_metric(session, project_id=project_id, id_or_key=id_or_key)
+
+
+def lookup_metric_in(engine: Engine, *, project_id: int, id_or_key: str | int) -> Metric | None:
+    """A project's metric by key or id, or None."""
+    with Session(engine) as session:
         return lookup_metric(session, project_id=project_id, id_or_key=id_or_key)
 
 

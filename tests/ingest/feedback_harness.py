@@ -1,6 +1,6 @@
 """A live Interlog server for feedback and read-back tests, and per-test projects on it.
 
-`live_store` (module scope) runs `python -m ingest serve` on its own migrated SQLite file with
+`live_store` (session scope) runs `python -m ingest serve` on its own migrated SQLite file with
 an admin key; tests seed the same file directly and talk to the server over loopback HTTP.
 Every test makes its own project (`new_project`), so tests sharing the server stay independent.
 """
@@ -44,7 +44,7 @@ class SeededProject(NamedTuple):
         return self.project.id
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_store(
     _sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveStore]:

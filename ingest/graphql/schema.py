@@ -1,0 +1,295 @@
+"""Query and Mutation roots: the subset of Adaptive's GraphQL schema adaptive-sdk uses.
+
+Mutations: addDirectScore (SDK 0.14), addDirectFeedback (0.13), createMetric.
+Queries: metric, metrics, completion, completions, completionsGrouped.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext, Info
+
+from ingest.graphql.context import (
+    EntityNotFound,
+    ExpectedError,
+    GraphQLContext,
+    InvalidInput,
+    run_store,
+)
+from ingest.graphql.inputs import (
+    CursorPageInput,
+    FeedbackAddInput,
+    ListCompletionsFilterInput,
+    MetricCreate,
+    OrderPair,
+    ScoreAddInput,
+    ascending_order,
+    filter_conditions,
+    page_window,
+)
+from ingest.graphql.scalars import SCALARS, IdOrKey
+from ingest.graphql.types import (
+    Completion,
+    CompletionConnection,
+    CompletionGroupBy,
+    DirectScore,
+    DirectScoreStats,
+    Metric,
+    PageInfo,
+)
+from ingest.pending import wait_for_completions
+from store.feedback import add_metric_value, completion_projects
+from store.metrics import create_metric, list_metrics, lookup_metric_in
+from store.readback import (
+    Condition,
+    find_interaction,
+    group_by_model,
+    list_interactions,
+    model_id_condition,
+)
+
+log = logging.getLogger("interlog.graphql")
+
+Ctx = Info[GraphQLContext, None]
+
+
+async def _scoped_conditions(
+    info: Ctx, filter: ListCompletionsFilterInput
+) -> tuple[int, list[Condition]]:
+    project = await info.context.project(str(filter.project))
+    assert project.id is not None
+    return project.id, filter_conditions(filter)
+
+
+async def _connection(
+    info: Ctx,
+    *,
+    project_id: int,
+    conditions: list[Condition],
+    page: CursorPageInput,
+    order: list[OrderPair] | None,
+) -> CompletionConnection:
+    limit, cursor = page_window(page)
+    result = await run_store(
+        list_interactions,
+        info.context.engine,
+        project_id=project_id,
+        conditions=conditions,
+        limit=limit,
+        cursor=cursor,
+        ascending=ascending_order(order),
+    )
+    return CompletionConnection(
+        total_count=result.total_count,
+        page_info=PageInfo(
+            has_next_page=result.next_cursor is not None, end_cursor=result.next_cursor
+        ),
+        nodes=[Completion.from_view(view) for view in result.items],
+    )
+
+
+@strawberry.type
+class CompletionGroup:
+    key: str | None
+    count: int
+    direct_scores_stats: list[DirectScoreStats]
+    project_id: strawberry.Private[int]
+    conditions: strawberry.Private[list[Condition]]
+
+    @strawberry.field
+    async def completions(
+        self, info: Ctx, page: CursorPageInput, order: list[OrderPair] | None = None
+    ) -> CompletionConnection:
+        return await _connection(
+            info, project_id=self.project_id, conditions=self.conditions, page=page, order=order
+        )
+
+
+@strawberry.type
+class CompletionGroupConnection:
+    total_count: int
+    group_by: CompletionGroupBy
+    page_info: PageInfo
+    nodes: list[CompletionGroup]
+
+
+async def _add_score(
+    info: Ctx, completion_id: uuid.UUID, metric_id: str, value: object, details: str | None,
+    reason: str | None, user_id: str | None,
+) -> DirectScore:  # fmt: skip
+    context = info.context
+    engine = context.engine
+
+    def find_missing(ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        found = completion_projects(engine, completion_ids=ids)
+        visible = context.visible_project_id
+        return [i for i in ids if i not in found or (visible is not None and found[i] != visible)]
+
+    assert context.request is not None
+    app = context.request.app
+    if await wait_for_completions(app, [completion_id], find_missing):
+        raise EntityNotFound(f"completion {completion_id} not found")
+    project_id = (await run_store(completion_projects, engine, completion_ids=[completion_id]))[
+        completion_id
+    ]
+    score_id = await run_store(
+        add_metric_value, engine, project_id=project_id, completion_id=completion_id,
+        metric=metric_id, value=value, details=details, reason=reason, user_id=user_id,
+    )  # fmt: skip
+    view = await run_store(
+        find_interaction, engine, completion_id=completion_id, project_id=project_id
+    )
+    assert view is not None
+    completion = Completion.from_view(view)
+    return next(score for score in completion.direct_scores if score.id == score_id)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def add_direct_score(
+        self, info: Ctx, completion_id: uuid.UUID, metric_id: IdOrKey, input: ScoreAddInput
+    ) -> DirectScore:
+        """Attach a metric value to a completion (adaptive-sdk 0.14 `log_metric`)."""
+        return await _add_score(
+            info, completion_id, str(metric_id), input.value, input.details, input.reason,
+            input.user_id,
+        )  # fmt: skip
+
+    @strawberry.mutation
+    async def add_direct_feedback(
+        self, info: Ctx, completion_id: uuid.UUID, metric_id: IdOrKey, input: FeedbackAddInput
+    ) -> DirectScore:
+        """Attach a metric value to a completion (adaptive-sdk 0.13 `log_metric`)."""
+        return await _add_score(
+            info, completion_id, str(metric_id), input.value, input.details, input.reason,
+            input.user_id,
+        )  # fmt: skip
+
+    @strawberry.mutation
+    async def create_metric(self, info: Ctx, project: IdOrKey, input: MetricCreate) -> Metric:
+        """Register a metric (feedback key) in a project."""
+        scoped = await info.context.project(str(project))
+        row = await run_store(
+            create_metric, info.context.engine, project_key=scoped.key,
+            key=input.key or input.name, kind=input.kind.value,
+            scoring=input.scoring_type.value, name=input.name, description=input.description,
+        )  # fmt: skip
+        return Metric.from_info(row)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def metric(
+        self, info: Ctx, metric_id_or_key: IdOrKey, project_id_or_key: IdOrKey
+    ) -> Metric | None:
+        """A project's metric by id or key; null if the project has no such metric."""
+        project = await info.context.project(str(project_id_or_key))
+        assert project.id is not None
+        row = await run_store(
+            lookup_metric_in, info.context.engine, project_id=project.id,
+            id_or_key=str(metric_id_or_key),
+        )  # fmt: skip
+        return Metric.from_info(row) if row is not None else None
+
+    @strawberry.field
+    async def metrics(self, info: Ctx) -> list[Metric]:
+        """Every metric the key can see (an admin key: every project's)."""
+        rows = await run_store(
+            list_metrics, info.context.engine, project_id=info.context.visible_project_id
+        )
+        return [Metric.from_info(row) for row in rows]
+
+    @strawberry.field
+    async def completion(self, info: Ctx, project: IdOrKey, id: uuid.UUID) -> Completion | None:
+        """One interaction of the project, or null."""
+        scoped = await info.context.project(str(project))
+        view = await run_store(
+            find_interaction, info.context.engine, completion_id=id, project_id=scoped.id
+        )
+        return Completion.from_view(view) if view is not None else None
+
+    @strawberry.field
+    async def completions(
+        self,
+        info: Ctx,
+        filter: ListCompletionsFilterInput,
+        page: CursorPageInput,
+        order: list[OrderPair] | None = None,
+    ) -> CompletionConnection:
+        """A page of the project's interactions matching the filter (newest first by default)."""
+        project_id, conditions = await _scoped_conditions(info, filter)
+        return await _connection(
+            info, project_id=project_id, conditions=conditions, page=page, order=order
+        )
+
+    @strawberry.field
+    async def completions_grouped(
+        self,
+        info: Ctx,
+        group_by: CompletionGroupBy,
+        filter: ListCompletionsFilterInput,
+        page: CursorPageInput,
+        order: list[OrderPair] | None = None,
+    ) -> CompletionGroupConnection:
+        """Interactions grouped by model, each group with per-metric score statistics."""
+        if group_by != CompletionGroupBy.MODEL:
+            raise InvalidInput("only groupBy: MODEL is supported")
+        project_id, conditions = await _scoped_conditions(info, filter)
+        groups = await run_store(
+            group_by_model, info.context.engine, project_id=project_id, conditions=conditions
+        )
+        if not ascending_order(order, default_ascending=True):
+            groups.reverse()
+        nodes = [
+            CompletionGroup(
+                key=group.key,
+                count=group.count,
+                direct_scores_stats=[
+                    DirectScoreStats.from_stats(s, project_id) for s in group.stats
+                ],
+                project_id=project_id,
+                conditions=[*conditions, model_id_condition(group.model_id)],
+            )
+            for group in groups
+        ]
+        return CompletionGroupConnection(
+            total_count=len(nodes),
+            group_by=group_by,
+            page_info=PageInfo(has_next_page=False, end_cursor=None),
+            nodes=nodes,
+        )
+
+
+def _is_expected(error: GraphQLError) -> bool:
+    """Client-facing errors: GraphQL validation/coercion errors and our ExpectedError family."""
+    return error.path is None or isinstance(error.original_error, ExpectedError)
+
+
+class InterlogSchema(strawberry.Schema):
+    """Logs only unexpected resolver failures; client errors are answered, not logged."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if not _is_expected(error):
+                log.error("GraphQL resolver failed", exc_info=error.original_error)
+
+
+schema = InterlogSchema(
+    query=Query,
+    mutation=Mutation,
+    config=StrawberryConfig(scalar_map=SCALARS),
+    extensions=[
+        MaskErrors(should_mask_error=lambda error: not _is_expected(error))  # type: ignore[list-item]
+    ],
+)
