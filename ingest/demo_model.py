@@ -17,6 +17,7 @@ user message, so a new user sees traffic at once and tests have a predictable up
   `[fail-midstream]` breaks a stream with an error event after two words;
   `[echo-request]` answers with the JSON of the request body it received;
   `[whoami]` answers `I am NAME` (the `--name` of this server).
+* `GET /demo/stats` counts requests, streams still open, and streams whose client went away.
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ class DemoModel:
     def __init__(self, name: str) -> None:
         self.name = name
         self.counter = 0
+        self.open_streams = 0
+        self.abandoned_streams = 0
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -170,6 +173,27 @@ class DemoModel:
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        self.open_streams += 1
+        try:
+            await self._send_chunks(response, body, base, words, finish, choices, usage, controls)
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.abandoned_streams += 1
+            raise
+        finally:
+            self.open_streams -= 1
+        return response
+
+    async def _send_chunks(
+        self,
+        response: web.StreamResponse,
+        body: dict[str, Any],
+        base: dict[str, Any],
+        words: list[str],
+        finish: str,
+        choices: int,
+        usage: dict[str, int],
+        controls: dict[str, Any],
+    ) -> None:
         base = {**base, "object": "chat.completion.chunk"}
         pause = controls.get("chunk-delay") or 0.0
         deltas: list[dict[str, str]] = [{"role": "assistant", "content": ""}] + [
@@ -179,7 +203,7 @@ class DemoModel:
             if controls["[fail-midstream]"] and position == 3:
                 error = {"message": "demo model failed mid-stream", "type": "demo_error"}
                 await response.write(b"data: " + orjson.dumps({"error": error}) + b"\n\n")
-                return response
+                return
             items: list[dict[str, Any]] = [
                 {"index": i, "delta": delta, "finish_reason": None} for i in range(choices)
             ]
@@ -191,7 +215,14 @@ class DemoModel:
         if (body.get("stream_options") or {}).get("include_usage"):
             await response.write(_chunk(base, [], usage=usage))
         await response.write(b"data: [DONE]\n\n")
-        return response
+
+    async def stats(self, _request: web.Request) -> web.Response:
+        data = {
+            "requests": self.counter,
+            "open_streams": self.open_streams,
+            "abandoned_streams": self.abandoned_streams,
+        }
+        return web.Response(body=orjson.dumps(data), content_type="application/json")
 
     async def models(self, _request: web.Request) -> web.Response:
         data = {"object": "list", "data": [{"id": self.name, "object": "model"}]}
@@ -202,6 +233,7 @@ def create_demo_app(name: str = "demo") -> web.Application:
     """The demo model's aiohttp application."""
     demo = DemoModel(name)
     app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_get("/demo/stats", demo.stats)
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/chat/completions", demo.chat)
         app.router.add_get(f"{prefix}/models", demo.models)

@@ -136,6 +136,4 @@ def live_gateway(
     database_url = copy_sqlite_template(_sqlite_template, workdir)
     api_key, project_key, model_key = seed_project(database_url, upstream_urls=[demo_upstream])
     with gateway(database_url, workdir) as base_url:
-        yield LiveGateway(
-            base_url, api_key, project_key, model_key, database_url, demo_upstream
-        )
+        yield LiveGateway(base_url, api_key, project_key, model_key, database_url, demo_upstream)

@@ -149,7 +149,9 @@ def test_openai_vision_with_nested_image_url(live_gateway: LiveGateway) -> None:
 def test_openai_error_mid_stream_raises_api_error(live_gateway: LiveGateway) -> None:
     client = _client(live_gateway)
     stream = client.chat.completions.create(
-        model="proj", messages=[{"role": "user", "content": "a b c d [fail-midstream]"}], stream=True
+        model="proj",
+        messages=[{"role": "user", "content": "a b c d [fail-midstream]"}],
+        stream=True,
     )
     received = []
     with pytest.raises(openai.APIError, match="demo model failed mid-stream"):
