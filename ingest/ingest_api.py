@@ -16,11 +16,12 @@ import os
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
 import orjson
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from ingest.auth import PrincipalDep
 from ingest.errors import (
@@ -44,48 +45,41 @@ router = APIRouter(tags=["interactions"])
 MAX_BULK_ITEMS = 10_000
 
 
-class FeedbackIn(BaseModel):
+class FeedbackIn(TypedDict):
     """A metric value for the logged completion (`metric` is the metric key)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     metric: str
     value: float | bool
-    details: str | None = None
-    reason: str | None = None
-    id: str | None = None
+    details: NotRequired[str | None]
+    reason: NotRequired[str | None]
+    id: NotRequired[str | None]
 
 
-class LoggedInteractionIn(BaseModel):
-    """One interaction as Adaptive's `interactions.create` sends it, plus optional extras."""
+class LoggedInteractionIn(TypedDict):
+    """One interaction as Adaptive's `interactions.create` sends it, plus optional extras.
 
-    model_config = ConfigDict(extra="ignore")
+    `model_service` is the key of a registered model; `project` defaults to the key's project.
+    A TypedDict, not a model: validating it is ten times cheaper, which bulk imports need.
+    """
 
-    model_service: str = Field(description="Key of a registered model.")
-    project: str | None = Field(default=None, description="Project key (default: the key's).")
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    model_service: str
+    project: NotRequired[str | None]
+    messages: Annotated[list[dict[str, Any]], Field(min_length=1)]
     completion: str
-    feedbacks: list[FeedbackIn] | None = None
-    user: str | None = Field(default=None, max_length=256)
-    session_id: uuid.UUID | None = None
-    created_at: datetime | None = None
-    labels: dict[str, str] | None = None
-    completion_id: uuid.UUID | None = None
-    finish_reason: str | None = Field(default=None, max_length=64)
-    prompt_tokens: int | None = Field(default=None, ge=0)
-    completion_tokens: int | None = Field(default=None, ge=0)
-    latency_ms: float | None = Field(default=None, ge=0)
-    ttft_ms: float | None = Field(default=None, ge=0)
+    feedbacks: NotRequired[list[FeedbackIn] | None]
+    user: NotRequired[Annotated[str, Field(max_length=256)] | None]
+    session_id: NotRequired[uuid.UUID | None]
+    created_at: NotRequired[datetime | None]
+    labels: NotRequired[dict[str, str] | None]
+    completion_id: NotRequired[uuid.UUID | None]
+    finish_reason: NotRequired[Annotated[str, Field(max_length=64)] | None]
+    prompt_tokens: NotRequired[Annotated[int, Field(ge=0)] | None]
+    completion_tokens: NotRequired[Annotated[int, Field(ge=0)] | None]
+    latency_ms: NotRequired[Annotated[float, Field(ge=0)] | None]
+    ttft_ms: NotRequired[Annotated[float, Field(ge=0)] | None]
 
-    @field_validator("labels", mode="before")
-    @classmethod
-    def _labels_as_text(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                str(k): v if isinstance(v, str) else orjson.dumps(v).decode()
-                for k, v in value.items()
-            }
-        return value
+
+ITEM_ADAPTER = TypeAdapter(LoggedInteractionIn)
 
 
 class LoggedInteractionOut(BaseModel):
@@ -136,7 +130,7 @@ def build_record(
     item: LoggedInteractionIn, *, principal: Principal, names: CatalogNames
 ) -> tuple[InteractionRecord, list[dict[str, Any]]]:
     """Check one item against the key and the catalog; its record and feedback items."""
-    project_key = item.project or principal.project_key
+    project_key = item.get("project") or principal.project_key
     if project_key is None:
         raise BadRequest("`project` is required with an admin key", param="project")
     if not principal.is_admin and project_key != principal.project_key:
@@ -148,42 +142,44 @@ def build_record(
     project_id = names.projects.get(project_key)
     if project_id is None:
         raise NotFound(f"project {project_key} not found", param="project")
-    model_id = names.models.get(item.model_service)
+    model_key = item["model_service"]
+    model_id = names.models.get(model_key)
     if model_id is None:
         raise NotFound(
-            f"model {item.model_service} not found. Register it with "
-            f"`interlog models add {item.model_service} --upstream URL`.",
+            f"model {model_key} not found. Register it with "
+            f"`interlog models add {model_key} --upstream URL`.",
             param="model_service",
         )
-    created_at = item.created_at or utcnow()
+    created_at = item.get("created_at") or utcnow()
     if created_at.tzinfo is None:
         created_at = created_at.replace(tzinfo=UTC)
-    completion_id = item.completion_id or uuid7_at(created_at)
-    prepared = prepare_messages(item.messages, multimodal=True)
+    given_id = item.get("completion_id")
+    completion_id = given_id or uuid7_at(created_at)
+    prepared = prepare_messages(item["messages"], multimodal=True)
     record: InteractionRecord = {
-        "completion_id": str(completion_id),
+        "completion_id": completion_id,  # type: ignore[typeddict-item]
         "project_id": project_id,
-        "session_id": str(item.session_id or uuid7_at(created_at)),
-        "created_at": created_at.isoformat(),
+        "session_id": item.get("session_id") or uuid7_at(created_at),  # type: ignore[typeddict-item]
+        "created_at": created_at,  # type: ignore[typeddict-item]
         "model_id": model_id,
-        "user_id": item.user,
-        "labels": item.labels or {},
+        "user_id": item.get("user"),
+        "labels": item.get("labels") or {},
         "messages": prepared.logged,
-        "completion": item.completion,
-        "finish_reason": item.finish_reason,
-        "prompt_tokens": item.prompt_tokens,
-        "completion_tokens": item.completion_tokens,
-        "latency_ms": item.latency_ms,
-        "ttft_ms": item.ttft_ms,
+        "completion": item["completion"],
+        "finish_reason": item.get("finish_reason"),
+        "prompt_tokens": item.get("prompt_tokens"),
+        "completion_tokens": item.get("completion_tokens"),
+        "latency_ms": item.get("latency_ms"),
+        "ttft_ms": item.get("ttft_ms"),
         "status": "ok",
         "source": "OFFLINE",
     }
     if prepared.attachments:
         record["attachments"] = prepared.attachments
     feedbacks = []
-    for number, feedback in enumerate(item.feedbacks or ()):
-        value = feedback.model_dump(exclude_none=True)
-        if feedback.id is None and item.completion_id is not None:
+    for number, feedback in enumerate(item.get("feedbacks") or ()):
+        value: dict[str, Any] = {k: v for k, v in feedback.items() if v is not None}
+        if value.get("id") is None and given_id is not None:
             # A re-imported item gets the same feedback ids again: no duplicate values.
             value["id"] = f"import:{completion_id}:{number}"
         feedbacks.append(value)
@@ -211,7 +207,7 @@ async def _read_json(request: Request) -> Any:
 _ITEM_SCHEMA = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": LoggedInteractionIn.model_json_schema()}},
+        "content": {"application/json": {"schema": ITEM_ADAPTER.json_schema()}},
     }
 }
 
@@ -222,7 +218,7 @@ _ITEM_SCHEMA = {
 async def create_interaction(request: Request, principal: PrincipalDep) -> LoggedInteractionOut:
     """Log one interaction made outside the gateway (Adaptive `interactions.create`)."""
     try:
-        item = LoggedInteractionIn.model_validate(await _read_json(request))
+        item = ITEM_ADAPTER.validate_python(await _read_json(request))
     except ValidationError as exc:
         raise _validation_error(exc) from None
     names = await asyncio.to_thread(read_catalog_names, request.app.state.engine)
@@ -231,8 +227,8 @@ async def create_interaction(request: Request, principal: PrincipalDep) -> Logge
     if result.error is not None:
         raise _store_error(result.error)
     return LoggedInteractionOut(
-        completion_id=uuid.UUID(record["completion_id"]),
-        session_id=uuid.UUID(record["session_id"]),
+        completion_id=record["completion_id"],
+        session_id=record["session_id"],
         feedback_ids=result.feedback_ids,
     )
 
@@ -249,7 +245,7 @@ _BULK_SCHEMA = {
                         "interactions": {
                             "type": "array",
                             "maxItems": MAX_BULK_ITEMS,
-                            "items": LoggedInteractionIn.model_json_schema(),
+                            "items": ITEM_ADAPTER.json_schema(),
                         }
                     },
                 }
@@ -260,7 +256,7 @@ _BULK_SCHEMA = {
 
 
 @router.post("/api/v1/interactions/bulk", response_model=BulkResult, openapi_extra=_BULK_SCHEMA)
-async def create_interactions_bulk(request: Request, principal: PrincipalDep) -> BulkResult:
+async def create_interactions_bulk(request: Request, principal: PrincipalDep) -> Response:
     """Log many interactions: `{"interactions": [...]}`; every item gets its own result."""
     body = await _read_json(request)
     items = body.get("interactions") if isinstance(body, Mapping) else None
@@ -272,34 +268,32 @@ async def create_interactions_bulk(request: Request, principal: PrincipalDep) ->
             param="interactions",
         )
     names = await asyncio.to_thread(read_catalog_names, request.app.state.engine)
-    results: list[BulkItemResult] = []
+    results: list[dict[str, Any]] = []
     positions: list[int] = []
     records: list[InteractionRecord] = []
     feedbacks: list[list[dict[str, Any]]] = []
     for index, raw in enumerate(items):
         try:
-            item = LoggedInteractionIn.model_validate(raw)
+            item = ITEM_ADAPTER.validate_python(raw)
             record, item_feedbacks = build_record(item, principal=principal, names=names)
-        except ValidationError as exc:
-            results.append(
-                BulkItemResult(index=index, error=_validation_error(exc).body()["error"])
-            )
-            continue
-        except ApiError as exc:
-            results.append(BulkItemResult(index=index, error=exc.body()["error"]))
+        except (ValidationError, ApiError) as exc:
+            error = _validation_error(exc) if isinstance(exc, ValidationError) else exc
+            results.append({"index": index, "error": error.body()["error"]})
             continue
         positions.append(index)
         records.append(record)
         feedbacks.append(item_feedbacks)
-        results.append(BulkItemResult(index=index))
+        results.append({"index": index})
     stored = await _store(request, records, feedbacks) if records else []
     for index, record, outcome in zip(positions, records, stored, strict=True):
         result = results[index]
         if outcome.error is not None:
-            result.error = _store_error(outcome.error).body()["error"]
+            result["error"] = _store_error(outcome.error).body()["error"]
         else:
-            result.completion_id = uuid.UUID(record["completion_id"])
-            result.session_id = uuid.UUID(record["session_id"])
-            result.feedback_ids = outcome.feedback_ids
-    rejected = sum(1 for result in results if result.error is not None)
-    return BulkResult(accepted=len(results) - rejected, rejected=rejected, results=results)
+            result["completion_id"] = record["completion_id"]
+            result["session_id"] = record["session_id"]
+            result["feedback_ids"] = outcome.feedback_ids
+            result["error"] = None
+    rejected = sum(1 for result in results if result.get("error") is not None)
+    answer = {"accepted": len(results) - rejected, "rejected": rejected, "results": results}
+    return Response(orjson.dumps(answer), media_type="application/json")

@@ -1,8 +1,9 @@
 """Writing interactions: batched, idempotent on completion_id, with labels and attachments.
 
 Records are plain JSON-able dicts (the journal's format): UUIDs and timestamps may be strings.
-The hot path uses SQLAlchemy Core executemany with ON CONFLICT DO NOTHING on both backends, so
-replaying a batch after a crash creates no duplicates.
+The hot path inserts at the driver level with ON CONFLICT DO NOTHING on both backends
+(store.bulk_insert: sqlite3 executemany, psycopg COPY), so replaying a batch after a crash
+creates no duplicates.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from datetime import datetime
 from typing import Any, NotRequired, TypedDict
 
 from sqlalchemy import Connection, Engine, Table
-from sqlalchemy.dialects import postgresql, sqlite
 
+from store.bulk_insert import insert_ignoring_conflicts
 from store.models import Attachment, Interaction, InteractionLabel
 from store.types import utcnow
 
@@ -110,13 +111,7 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _insert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    if connection.dialect.name == "postgresql":
-        statement: Any = postgresql.insert(table).on_conflict_do_nothing()
-    else:
-        statement = sqlite.insert(table).on_conflict_do_nothing()
-    connection.execute(statement, list(rows))
+    insert_ignoring_conflicts(connection, table, rows)
 
 
 def insert_interactions(connection: Connection, records: Iterable[Mapping[str, Any]]) -> int:
