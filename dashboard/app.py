@@ -1,9 +1,48 @@
-"""Interlog dashboard (Streamlit). Pages call store functions only; no SQL lives here."""
+"""Interlog dashboard (Streamlit): sign in, then pages that call store functions (no SQL here)."""
 
 from __future__ import annotations
 
-import streamlit as st
+import sys
+from pathlib import Path
 
-st.set_page_config(page_title="Interlog", layout="wide")
-st.title("Interlog")
-st.caption("LLM interaction logging and analytics")
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path; the pages import the packages.
+ROOT = str(Path(__file__).resolve().parent.parent)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import streamlit as st  # noqa: E402
+
+from dashboard.auth import require_principal, sign_out  # noqa: E402
+from dashboard.context import page_context  # noqa: E402
+from dashboard.filter_bar import render_filter_bar  # noqa: E402
+from store.settings import get_settings  # noqa: E402
+
+PAGES_DIR = Path(__file__).resolve().parent / "views"
+FILTERED_PAGES = {"Overview", "Interactions", "Export"}
+
+
+def main() -> None:
+    st.set_page_config(page_title="Interlog", page_icon="📒", layout="wide")
+    settings = get_settings()
+    principal = require_principal(settings)
+    pages = [
+        st.Page(PAGES_DIR / "overview.py", title="Overview", icon="📈", default=True),
+        st.Page(PAGES_DIR / "interactions.py", title="Interactions", icon="💬"),
+        st.Page(PAGES_DIR / "compare.py", title="Compare", icon="⚖️"),
+        st.Page(PAGES_DIR / "metrics.py", title="Metrics", icon="🎯"),
+        st.Page(PAGES_DIR / "ab_tests.py", title="A/B tests", icon="🧪"),
+    ]
+    page = st.navigation(pages)
+    ctx = page_context()
+    with st.sidebar:
+        who = "admin" if principal.is_admin else f"project {principal.project_key}"
+        st.caption(f"Signed in as **{who}**")
+        if settings.dashboard_auth and st.button("Sign out", key="sign_out"):
+            sign_out()
+            st.rerun()
+    if page.title in FILTERED_PAGES:
+        render_filter_bar(ctx)
+    page.run()
+
+
+main()

@@ -1,0 +1,127 @@
+"""Rendering one interaction as a conversation: roles, text, images, completion and its facts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import streamlit as st
+from sqlalchemy import Engine
+
+from store.images import attachment_hash, attachment_refs, image_url_of, load_images
+from store.readback import InteractionView
+
+ROLE_AVATARS = {"system": "⚙️", "user": "user", "assistant": "assistant", "tool": "🛠️"}
+
+
+def _message_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return json.dumps(content, ensure_ascii=False)
+
+
+def render_messages(engine: Engine, messages: list[dict[str, Any]]) -> None:
+    """The prompt messages in order; images come from the attachment table by content hash."""
+    images = load_images(engine, sha256s=attachment_refs(messages))
+    for message in messages:
+        role = str(message.get("role", "user"))
+        with st.chat_message(role, avatar=ROLE_AVATARS.get(role)):
+            st.caption(role)
+            content = message.get("content")
+            if not isinstance(content, list):
+                st.markdown(_message_text(content) or "_(empty)_")
+                continue
+            for part in content:
+                url = image_url_of(part)
+                if url is None:
+                    text = part.get("text") if isinstance(part, dict) else None
+                    st.markdown(text if isinstance(text, str) else _message_text(part))
+                    continue
+                digest = attachment_hash(url)
+                if digest is None:
+                    st.image(url, width=320)
+                elif digest in images:
+                    st.image(images[digest].data, width=320, caption=f"sha256 {digest[:12]}…")
+                else:
+                    st.warning(f"Image {digest[:12]}… is not in the store.")
+
+
+def render_completion(view: InteractionView) -> None:
+    """The assistant's answer, or the error the request ended with."""
+    with st.chat_message("assistant"):
+        st.caption(f"assistant · completion · {view.finish_reason or view.status}")
+        if view.status != "ok" and view.error:
+            st.error(view.error)
+        st.markdown(view.completion or "_(no completion text)_")
+
+
+def render_facts(view: InteractionView, *, project_key: str) -> None:
+    """Model, timings, tokens, labels, parameters and ids, compactly."""
+    columns = st.columns(4)
+    columns[0].metric("Model", view.model_key or "-")
+    columns[1].metric("Latency", f"{view.latency_ms:.0f} ms" if view.latency_ms else "-")
+    columns[2].metric("TTFT", f"{view.ttft_ms:.0f} ms" if view.ttft_ms else "-")
+    tokens = f"{view.prompt_tokens or 0} → {view.completion_tokens or 0}"
+    columns[3].metric("Tokens (prompt → completion)", tokens)
+    facts = {
+        "completion_id": str(view.completion_id),
+        "project": project_key,
+        "session_id": str(view.session_id),
+        "created_at": view.created_at.isoformat(),
+        "status": view.status,
+        "user_id": view.user_id,
+        "source": view.source,
+        "A/B variant": view.ab_variant,
+        "replica": view.replica,
+    }
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Labels**")
+        if view.labels:
+            st.table({"key": list(view.labels), "value": list(view.labels.values())})
+        else:
+            st.caption("No labels.")
+        st.markdown("**Parameters**")
+        st.json(view.params or {}, expanded=False)
+    with right:
+        st.markdown("**Details**")
+        st.table({"field": list(facts), "value": [str(v) if v else "-" for v in facts.values()]})
+
+
+def render_scores(view: InteractionView) -> None:
+    """The metric values and preferences attached to this completion."""
+    st.markdown("**Metric values**")
+    if not view.scores:
+        st.caption("No metric values yet.")
+    else:
+        st.dataframe(
+            [
+                {
+                    "metric": score.metric.key,
+                    "value": score.value,
+                    "details": score.details or "",
+                    "user": score.user_id or "",
+                    "at": score.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                }
+                for score in view.scores
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+    if view.comparisons:
+        st.markdown("**Preferences**")
+        st.dataframe(
+            [
+                {
+                    "metric": comparison.metric.key,
+                    "preferred": str(comparison.preferred_completion_id),
+                    "other": str(comparison.other_completion_id),
+                    "tie": comparison.tie or "",
+                }
+                for comparison in view.comparisons
+            ],
+            hide_index=True,
+            width="stretch",
+        )

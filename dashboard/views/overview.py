@@ -1,0 +1,121 @@
+"""Overview: volume, errors, latency, tokens and metric means over time, by model."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, queries
+from dashboard.context import page_context
+from dashboard.filter_bar import current_filters
+
+EMPTY = "No interactions match these filters."
+MAX_MODEL_LINES = 8
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None or pd.isna(value) else f"{float(value):.0f} ms"
+
+
+ctx = page_context()
+selection = current_filters()
+filters = selection.filters
+st.title("Overview")
+st.caption(f"Showing {selection.description}.")
+
+total = queries.summary(ctx, filters, by=None)
+if total.empty or int(total["count"].sum()) == 0:
+    st.info(EMPTY)
+    st.stop()
+
+row = total.iloc[0]
+kpis = st.columns(5)
+kpis[0].metric("Interactions", f"{int(row['count']):,}")
+kpis[1].metric("Error rate", f"{float(row['error_rate'] or 0):.1%}")
+kpis[2].metric("Latency p50", _ms(row["latency_p50"]))
+kpis[3].metric("Latency p95", _ms(row["latency_p95"]))
+tokens = int((row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0))
+kpis[4].metric("Tokens", f"{tokens:,}")
+
+metric_keys = sorted({metric.key for metric in queries.visible_metrics(ctx)})
+by_model = queries.summary(ctx, filters, by="model")
+by_model = by_model[by_model["model"].notna()]
+
+st.subheader("Over time, by model")
+bucket = st.radio("Time bucket", ["hour", "day"], horizontal=True, key="overview_bucket")
+series = []
+for model in by_model.sort_values("count", ascending=False)["model"].head(MAX_MODEL_LINES):
+    frame = queries.summary(ctx, dataclasses.replace(filters, model=model), by=bucket)
+    if not frame.empty:
+        frame["model"] = model
+        frame["tokens"] = frame["prompt_tokens"].fillna(0) + frame["completion_tokens"].fillna(0)
+        series.append(frame)
+if series:
+    over_time = pd.concat(series, ignore_index=True)
+    left, right = st.columns(2)
+    left.altair_chart(
+        charts.line_over_time(over_time, time=bucket, value="count", title="Interactions"),
+        width="stretch",
+    )
+    right.altair_chart(
+        charts.line_over_time(over_time, time=bucket, value="error_rate", title="Error rate"),
+        width="stretch",
+    )
+    left.altair_chart(
+        charts.line_over_time(
+            over_time, time=bucket, value="latency_p50", title="Latency p50 (ms)"
+        ),
+        width="stretch",
+    )
+    right.altair_chart(
+        charts.line_over_time(
+            over_time, time=bucket, value="latency_p95", title="Latency p95 (ms)"
+        ),
+        width="stretch",
+    )
+    left.altair_chart(
+        charts.line_over_time(over_time, time=bucket, value="tokens", title="Tokens"),
+        width="stretch",
+    )
+    for index, key in enumerate(metric_keys):
+        column = f"{key}_mean"
+        if column in over_time and over_time[column].notna().any():
+            target = right if index % 2 == 0 else left
+            target.altair_chart(
+                charts.line_over_time(over_time, time=bucket, value=column, title=f"{key} (mean)"),
+                width="stretch",
+            )
+else:
+    st.info("No interactions with a model match these filters.")
+
+st.subheader("By model")
+if by_model.empty:
+    st.info("No interactions with a model match these filters.")
+else:
+    columns = ["model", "count", "error_rate", "latency_p50", "latency_p95", "ttft_p50"]
+    columns += ["prompt_tokens", "completion_tokens"]
+    for key in metric_keys:
+        columns += [c for c in (f"{key}_mean", f"{key}_n") if c in by_model]
+    st.dataframe(
+        by_model[columns],
+        hide_index=True,
+        width="stretch",
+        column_config={"error_rate": st.column_config.NumberColumn(format="percent")},
+    )
+    means = [key for key in metric_keys if by_model.get(f"{key}_n", pd.Series([0])).sum() > 0]
+    chart_columns = st.columns(2)
+    for index, key in enumerate(means):
+        chart_columns[index % 2].altair_chart(
+            charts.means_with_intervals(
+                by_model[by_model[f"{key}_n"] > 0],
+                group="model",
+                mean=f"{key}_mean",
+                low=f"{key}_ci_low",
+                high=f"{key}_ci_high",
+                title=f"{key}: mean and 95% interval",
+            ),
+            width="stretch",
+        )
