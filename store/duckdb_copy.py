@@ -268,18 +268,34 @@ class AnalyticsCopy:
             self.con.unregister("staging")
 
     def _sync_log_table(self, connection: Connection, table: _LogTable, started: datetime) -> None:
+        count_before = self._store_count(connection, table)
         watermark = self._watermarks[table.name]
+        since: datetime | None = None
         where, params = "", dict[str, Any]()
         if watermark is not None:
             since = datetime.fromisoformat(watermark).replace(tzinfo=UTC) - SYNC_WINDOW
             where, params = self._since_clause(since)
         newest = self._load(connection, table, where, params)
         if newest is not None:
-            cap = _store_timestamp(started)
-            candidate = min(newest, cap)
+            candidate = min(newest, _store_timestamp(started))
             if watermark is None or candidate > watermark:
                 self._watermarks[table.name] = candidate
-        self._reconcile(connection, table)
+        if since is None:
+            return
+        # Every row committed before count_before was taken is now in the copy, unless it lies
+        # outside the window (an old-timestamp import) or was deleted: then reconcile by day.
+        copy_count = self._copy_count(table)
+        if copy_count < count_before or (
+            copy_count > count_before and copy_count > self._store_count(connection, table)
+        ):
+            self._reconcile(connection, table, before=since)
+
+    def _store_count(self, connection: Connection, table: _LogTable) -> int:
+        return int(connection.exec_driver_sql(f"SELECT count(*) FROM {table.source}").scalar() or 0)
+
+    def _copy_count(self, table: _LogTable) -> int:
+        row = self.con.execute(f"SELECT count(*) FROM {table.name}").fetchone()
+        return int(row[0]) if row else 0
 
     def _since_clause(self, since: datetime) -> tuple[str, dict[str, Any]]:
         if self._postgres:
@@ -368,25 +384,25 @@ class AnalyticsCopy:
             self.con.execute("INSERT INTO label_keys VALUES (?, ?)", [key, column])
             self.label_columns[key] = column
 
-    def _reconcile(self, connection: Connection, table: _LogTable) -> None:
-        """Reload whole days whose row counts differ (old-timestamp imports, deletions)."""
-        store_count = connection.exec_driver_sql(f"SELECT count(*) FROM {table.source}").scalar()
-        copy_row = self.con.execute(f"SELECT count(*) FROM {table.name}").fetchone()
-        if copy_row is not None and store_count == copy_row[0]:
-            return
+    def _reconcile(self, connection: Connection, table: _LogTable, *, before: datetime) -> None:
+        """Reload whole days before the window whose row counts differ from the store's."""
+        params: dict[str, Any]
         if self._postgres:
             day = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            where, params = " WHERE created_at < %(before)s", {"before": before}
         else:
             day = "substr(created_at, 1, 10)"
+            where, params = " WHERE created_at < :before", {"before": _store_timestamp(before)}
         store_days: dict[str, int] = dict(
             connection.exec_driver_sql(
-                f"SELECT {day} AS day, count(*) FROM {table.source} GROUP BY day"
+                f"SELECT {day} AS day, count(*) FROM {table.source}{where} GROUP BY day", params
             ).all()
         )
         copy_days = dict(
             self.con.execute(
                 f"SELECT strftime(created_at, '%Y-%m-%d') AS day, count(*) "
-                f"FROM {table.name} GROUP BY day"
+                f"FROM {table.name} WHERE created_at < ? GROUP BY day",
+                [before],
             ).fetchall()
         )
         for stale in sorted(set(store_days) | set(copy_days)):
@@ -396,16 +412,14 @@ class AnalyticsCopy:
                 f"DELETE FROM {table.name} WHERE strftime(created_at, '%Y-%m-%d') = ?", [stale]
             )
             start = datetime.fromisoformat(stale).replace(tzinfo=UTC)
+            end = start + timedelta(days=1)
             if self._postgres:
-                where = " WHERE created_at >= %(start)s AND created_at < %(end)s"
-                params: dict[str, Any] = {"start": start, "end": start + timedelta(days=1)}
+                day_where = " WHERE created_at >= %(start)s AND created_at < %(end)s"
+                day_params: dict[str, Any] = {"start": start, "end": end}
             else:
-                where = " WHERE created_at >= :start AND created_at < :end"
-                params = {
-                    "start": _store_timestamp(start),
-                    "end": _store_timestamp(start + timedelta(days=1)),
-                }
-            self._load(connection, table, where, params)
+                day_where = " WHERE created_at >= :start AND created_at < :end"
+                day_params = {"start": _store_timestamp(start), "end": _store_timestamp(end)}
+            self._load(connection, table, day_where, day_params)
 
     @contextmanager
     def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -1,0 +1,243 @@
+"""Analytics functions on SQLite and PostgreSQL, checked against values computed here."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sqlalchemy import Engine
+
+from store import analytics
+from store.errors import InvalidInputError, NotFoundError
+from store.filters import Filters, LabelFilter
+from store.keys import Principal
+from tests.conftest import BACKENDS
+from tests.store.analytics_data import KnownData, SharedStore, shared_store
+
+ADMIN = Principal(is_admin=True)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedStore]:
+    """The known data on each backend, written once per module (these tests only read)."""
+    with shared_store(request, request.param, tmp_path_factory.mktemp("analytics")) as shared:
+        yield shared
+
+
+@pytest.fixture
+def engine(store: SharedStore) -> Engine:
+    return store.engine
+
+
+@pytest.fixture
+def data(store: SharedStore) -> KnownData:
+    return store.data
+
+
+def _ids(frame: pd.DataFrame) -> set[str]:
+    return set(frame["completion_id"])
+
+
+def _expected(data: KnownData, predicate: Callable[[dict[str, Any]], bool]) -> set[str]:
+    return {r["completion_id"] for r in data.bot() if predicate(r)}
+
+
+LABEL_CASES: list[tuple[Any, Callable[[dict[str, str]], bool]]] = [
+    ({"team": "a"}, lambda lb: lb["team"] == "a"),
+    (["team=a|b"], lambda lb: lb["team"] in ("a", "b")),
+    (["env"], lambda lb: "env" in lb),
+    (["env!=prod"], lambda lb: lb.get("env") != "prod"),
+    ({"team": "a", "env": None}, lambda lb: lb["team"] == "a" and "env" in lb),
+    (
+        [LabelFilter("team", "in", ("b", "c")), "env!=dev", "tier=gold"],
+        lambda lb: lb["team"] in "bc" and lb.get("env") != "dev" and lb.get("tier") == "gold",
+    ),
+    ({"nosuchkey": "x"}, lambda lb: False),
+]
+
+
+def test_label_filters_combine_with_and(engine: Engine, data: KnownData) -> None:
+    for labels, predicate in LABEL_CASES:
+        frame = analytics.interactions(
+            engine, Filters(labels=labels), scope=data.project_id, limit=None
+        )
+        wanted = {r["completion_id"] for r in data.bot() if predicate(r["labels"])}
+        assert _ids(frame) == wanted, labels
+        count = analytics.count_interactions(engine, Filters(labels=labels), scope=data.project_id)
+        assert count == len(frame)
+
+
+def test_project_key_sees_only_its_own_rows(engine: Engine, data: KnownData) -> None:
+    key = Principal(is_admin=False, project_id=data.other_project_id, project_key="other")
+    own = analytics.interactions(engine, Filters(labels={"team": "a"}), scope=key, limit=None)
+    assert len(own) == 5 and set(own["project"]) == {"other"}
+    # Naming the other project in the filters does not widen a project key's scope.
+    assert analytics.interactions(engine, Filters(project="bot"), scope=key).empty
+    everyone = analytics.interactions(
+        engine, Filters(labels={"team": "a"}), scope=ADMIN, limit=None
+    )
+    assert len(everyone) == 5 + len(_expected(data, lambda r: r["labels"]["team"] == "a"))
+    bot_id = data.bot()[0]["completion_id"]
+    with pytest.raises(NotFoundError):
+        analytics.get_interaction(engine, bot_id, scope=key)
+    assert analytics.get_interaction(engine, bot_id, scope=ADMIN)["project"] == "bot"
+    summary = analytics.summary(engine, scope=key, by=None)
+    assert summary["count"].tolist() == [5]
+
+
+def test_interactions_join_one_column_per_metric(engine: Engine, data: KnownData) -> None:
+    frame = analytics.interactions(engine, scope=data.project_id, limit=None)
+    assert len(frame) == len(data.bot())
+    assert {"quality", "thumbs"} <= set(frame.columns)
+    by_id = frame.set_index("completion_id")
+    for cid, quality in data.quality.items():
+        assert by_id.loc[cid, "quality"] == pytest.approx(quality)
+    unscored = set(by_id.index) - set(data.quality)
+    assert by_id.loc[sorted(unscored), "quality"].isna().all()
+    assert frame["created_at"].is_monotonic_decreasing
+    assert isinstance(frame.attrs["synced_at"], datetime)
+
+
+def test_pages_follow_newest_first(engine: Engine, data: KnownData) -> None:
+    everything = analytics.interactions(engine, scope=data.project_id, limit=None)
+    page = analytics.interactions(engine, scope=data.project_id, limit=10, offset=20)
+    assert page["completion_id"].tolist() == everything["completion_id"].tolist()[20:30]
+
+
+def test_other_filters_match_independent_selection(engine: Engine, data: KnownData) -> None:
+    bot = data.bot()
+    cases = [
+        (Filters(model="m2"), lambda r: r["model"] == "m2"),
+        (Filters(status="error"), lambda r: r["status"] == "error"),
+        (Filters(user="user3"), lambda r: r.get("user_id") == "user3"),
+        (Filters(session=bot[4]["session_id"]), lambda r: r is bot[4]),
+        (
+            Filters(since="10.5h"),
+            lambda r: datetime.fromisoformat(r["created_at"]) >= data.now - timedelta(hours=10.5),
+        ),
+        (
+            Filters(since=data.now - timedelta(hours=30), until=data.now - timedelta(hours=20)),
+            lambda r: (
+                data.now - timedelta(hours=30)
+                <= datetime.fromisoformat(r["created_at"])
+                < data.now - timedelta(hours=20)
+            ),
+        ),
+        (Filters(search="REFUND_OK"), lambda r: "refund_ok" in r["completion"]),
+        (Filters(search="number 1 "), lambda r: "number 1 " in r["messages"][0]["content"]),
+        (Filters(search="%"), lambda r: False),
+        (
+            Filters(metrics=["quality>=0.5"]),
+            lambda r: data.quality.get(r["completion_id"], -1) >= 0.5,
+        ),
+        (
+            Filters(metrics=["quality<0.5", "thumbs=true"], labels={"team": "a"}),
+            lambda r: (
+                data.quality.get(r["completion_id"], 2) < 0.5
+                and data.thumbs.get(r["completion_id"]) == 1.0
+                and r["labels"]["team"] == "a"
+            ),
+        ),
+    ]
+    for filters, predicate in cases:
+        frame = analytics.interactions(engine, filters, scope=data.project_id, limit=None)
+        assert _ids(frame) == _expected(data, predicate), filters
+
+
+def test_summary_by_model_matches_numpy_and_scipy(engine: Engine, data: KnownData) -> None:
+    filters = Filters(labels=["team=a|b"])
+    frame = analytics.summary(engine, filters, scope=data.project_id, by="model")
+    assert frame["model"].tolist() == ["m1", "m2"]
+    for model in ("m1", "m2"):
+        rows = [r for r in data.bot() if r["model"] == model and r["labels"]["team"] in "ab"]
+        got = frame.set_index("model").loc[model]
+        assert got["count"] == len(rows)
+        assert got["errors"] == sum(r["status"] == "error" for r in rows)
+        assert got["error_rate"] == pytest.approx(got["errors"] / len(rows))
+        for name in ("latency", "ttft"):
+            values = np.array([r[f"{name}_ms"] for r in rows])
+            for q in (50, 95, 99):
+                assert got[f"{name}_p{q}"] == pytest.approx(np.percentile(values, q))
+        assert got["prompt_tokens"] == sum(r["prompt_tokens"] for r in rows)
+        assert got["completion_tokens"] == sum(r["completion_tokens"] for r in rows)
+        scores = np.array(
+            [data.quality[r["completion_id"]] for r in rows if r["completion_id"] in data.quality]
+        )
+        assert got["quality_n"] == len(scores)
+        assert got["quality_mean"] == pytest.approx(scores.mean())
+        low, high = stats.t.interval(
+            0.95, len(scores) - 1, loc=scores.mean(), scale=stats.sem(scores)
+        )
+        assert (got["quality_ci_low"], got["quality_ci_high"]) == pytest.approx((low, high))
+        thumbs = [
+            data.thumbs[r["completion_id"]] for r in rows if r["completion_id"] in data.thumbs
+        ]
+        assert got["thumbs_n"] == len(thumbs)
+        assert got["thumbs_mean"] == pytest.approx(np.mean(thumbs))
+        assert got["thumbs_ci_low"] <= got["thumbs_mean"] <= got["thumbs_ci_high"]
+
+
+def test_summary_groups_partition_the_rows(engine: Engine, data: KnownData) -> None:
+    for by in ["label:team", "label:env", "day", "hour", "variant", None]:
+        frame = analytics.summary(engine, scope=data.project_id, by=by)
+        assert frame["count"].sum() == len(data.bot()), by
+        if by == "label:team":
+            counts = dict(zip(frame["team"], frame["count"], strict=True))
+            assert counts == {"a": 20, "b": 20, "c": 20}
+        if by == "label:env":
+            counts = dict(zip(frame["env"].fillna("(none)"), frame["count"], strict=True))
+            assert counts == {"prod": 15, "dev": 15, "(none)": 30}
+        if by == "hour":
+            assert len(frame) == len(data.bot())
+
+
+def test_summary_refuses_unknown_grouping(engine: Engine, data: KnownData) -> None:
+    with pytest.raises(InvalidInputError):
+        analytics.summary(engine, scope=data.project_id, by="colour")
+
+
+def test_label_pickers_list_keys_and_counted_values(engine: Engine, data: KnownData) -> None:
+    assert analytics.label_keys(engine, scope=data.project_id) == ["env", "team", "tier"]
+    key = Principal(is_admin=False, project_id=data.other_project_id, project_key="other")
+    assert analytics.label_keys(engine, scope=key) == ["env", "team"]
+    values = analytics.label_values(engine, "env", scope=data.project_id)
+    assert dict(zip(values["value"], values["count"], strict=True)) == {"prod": 15, "dev": 15}
+    tiers = analytics.label_values(
+        engine, "tier", Filters(labels={"team": "a"}), scope=data.project_id
+    )
+    assert tiers["count"].tolist() == [sum(1 for i in range(10) if i % 3 == 0)]
+    assert analytics.label_values(engine, "nosuchkey", scope=data.project_id).empty
+
+
+def test_read_only_sql_for_admins(engine: Engine, data: KnownData) -> None:
+    frame = analytics.run_sql(
+        engine,
+        f"SELECT count(*) AS n FROM interactions WHERE project_id = {data.other_project_id}",
+        scope=ADMIN,
+    )
+    assert frame["n"].tolist() == [5]
+    with pytest.raises(InvalidInputError):
+        analytics.run_sql(engine, "DELETE FROM interactions", scope=ADMIN)
+    with pytest.raises(InvalidInputError):
+        analytics.run_sql(engine, "SELECT 1; SELECT 2", scope=ADMIN)
+    with pytest.raises(InvalidInputError):
+        analytics.run_sql(engine, "SELECT 1", scope=data.project_id)
+    assert analytics.count_interactions(engine, scope=ADMIN) == 65
+
+
+def test_bad_filters_are_invalid_input() -> None:
+    with pytest.raises(InvalidInputError):
+        Filters(since="last tuesday")
+    with pytest.raises(InvalidInputError):
+        Filters(metrics=["quality >> 3"])
+    with pytest.raises(InvalidInputError):
+        Filters(session="not-a-uuid")
+    assert math.isclose(Filters(metrics="q>=0.25").metric_filters[0].value, 0.25)
