@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -14,7 +15,7 @@ from tests.interaction_seeds import seed_project
 
 
 def test_attachment_refs_finds_both_image_part_forms_in_order() -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "be brief"},
         {
             "role": "user",
