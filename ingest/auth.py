@@ -13,6 +13,7 @@ import time
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.exc import DBAPIError
 
 from ingest.errors import Forbidden, NotFound, Unauthorized
 from store.keys import Principal, authenticate_key
@@ -41,9 +42,14 @@ async def authenticate(request: Request) -> Principal:
     cached = cache.get(digest)
     if cached is not None and cached[0] > now:
         return cached[1]
-    principal = await asyncio.to_thread(
-        authenticate_key, app_state.engine, secret, admin_key=app_state.settings.admin_key
-    )
+    try:
+        principal = await asyncio.to_thread(
+            authenticate_key, app_state.engine, secret, admin_key=app_state.settings.admin_key
+        )
+    except DBAPIError:
+        if cached is not None:
+            return cached[1]  # the store is unreachable: the last verified answer stands
+        raise
     if principal is None:
         raise Unauthorized("invalid API key")
     if len(cache) >= _CACHE_LIMIT:

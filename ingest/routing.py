@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from ingest.errors import NotFound
 from store import catalog
@@ -187,6 +188,10 @@ class RoutingTable:
         try:
             routes = await asyncio.to_thread(load_project_routes, self.engine, project_key)
         except BaseException as exc:
+            if cached is not None and isinstance(exc, DBAPIError):
+                # The store is unreachable: keep routing with the last known routes.
+                future.set_result(cached[1])
+                return cached[1]
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters (if any) get it re-raised
             raise
