@@ -8,7 +8,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from ingest import chat, feedback_api, health, ingest_api, readback_api, status
+from ingest import (
+    analytics_api,
+    chat,
+    export_api,
+    feedback_api,
+    health,
+    ingest_api,
+    readback_api,
+    status,
+)
 from ingest.capture import CaptureMiddleware
 from ingest.errors import install_error_handlers
 from ingest.graphql import create_graphql_router
@@ -18,6 +27,7 @@ from ingest.telemetry import Telemetry
 from ingest.upstream import UpstreamPool
 from ingest.writer import JournalWriter
 from store.db import engine_from_settings
+from store.duckdb_copy import drop_copy
 from store.settings import Settings, get_settings
 
 log = logging.getLogger("interlog")
@@ -54,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await writer.stop()  # final drain of the journal
             await app.state.upstream.close()
+            drop_copy(engine)  # analytics: this process's DuckDB copy of the store
             engine.dispose()
 
     app = FastAPI(
@@ -69,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routers: one line per API module.
     app.include_router(health.router)
     app.include_router(feedback_api.router)
+    app.include_router(export_api.router)  # before readback's /interactions/{completion_id}
+    app.include_router(analytics_api.router)
     app.include_router(readback_api.router)
     app.include_router(create_graphql_router())
     app.include_router(chat.router)

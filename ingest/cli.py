@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 import migrations
-from ingest import cli_admin, cli_import, cli_metrics
+from ingest import cli_admin, cli_export, cli_import, cli_metrics
 from store.settings import get_settings
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.add_typer(cli_admin.keys_app, name="keys")
 app.add_typer(cli_metrics.metrics_app, name="metrics")
 app.command("demo-model")(cli_admin.demo_model)
 app.command("import")(cli_import.import_interactions)
+app.command("export")(cli_export.export)
 
 DASHBOARD_SCRIPT = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 

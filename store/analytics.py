@@ -195,7 +195,7 @@ def interaction_batches(
     batch_size: int = 50_000,
     max_staleness: float | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Every matching interaction (with metric columns) as Arrow batches, for streamed exports."""
+    """Every matching interaction (with metric columns) as Arrow batches (at least one)."""
     copy, _ = _fresh(engine, max_staleness)
     cursor = copy.con.cursor()
     try:
@@ -205,7 +205,12 @@ def interaction_batches(
                 copy, filters or Filters(), scope, keys, limit=None, offset=0
             )
             reader = cursor.execute(sql, params).to_arrow_reader(batch_size)
-        yield from reader
+        empty = True
+        for batch in reader:
+            empty = False
+            yield batch
+        if empty:  # one empty batch, so consumers still learn the schema
+            yield pa.RecordBatch.from_pylist([], schema=reader.schema)
     finally:
         cursor.close()
 

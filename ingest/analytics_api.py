@@ -1,0 +1,66 @@
+"""REST analytics for notebooks on the gateway URL: summary, label pickers, A/B test reports.
+
+The same questions as `store.analytics`, with the same filters as the export, scoped by the key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import APIRouter, Query, Request
+
+from ingest.auth import PrincipalDep, check_project_key
+from ingest.export_api import FiltersDep
+from store import analytics
+
+router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return list(json.loads(frame.to_json(orient="records", date_format="iso")))
+
+
+@router.get("/summary")
+def read_summary(
+    request: Request,
+    principal: PrincipalDep,
+    filters: FiltersDep,
+    by: Annotated[
+        str | None, Query(description="model, variant, day, hour, project, status or label:<key>")
+    ] = None,
+) -> dict[str, Any]:
+    """Per group: count, error rate, latency/TTFT p50/p95/p99, tokens, metric means with 95% CIs."""
+    frame = analytics.summary(request.app.state.engine, filters, scope=principal, by=by)
+    return {"data": _records(frame), "synced_at": frame.attrs["synced_at"].isoformat()}
+
+
+@router.get("/labels")
+def read_label_keys(
+    request: Request, principal: PrincipalDep, filters: FiltersDep
+) -> dict[str, Any]:
+    """Label keys used by the matching interactions."""
+    return {"data": analytics.label_keys(request.app.state.engine, filters, scope=principal)}
+
+
+@router.get("/labels/{key}/values")
+def read_label_values(
+    request: Request, principal: PrincipalDep, filters: FiltersDep, key: str
+) -> dict[str, Any]:
+    """Values of one label key with their counts, most used first."""
+    frame = analytics.label_values(request.app.state.engine, key, filters, scope=principal)
+    return {"data": _records(frame)}
+
+
+@router.get("/ab-tests/{key}/report")
+def read_ab_test_report(
+    request: Request, principal: PrincipalDep, key: str, project: str | None = None
+) -> dict[str, Any]:
+    """Per variant: n, estimate with 95% interval, difference to control, p-value, significance."""
+    if project is not None:
+        check_project_key(principal, project)
+    report = analytics.ab_test_report(
+        request.app.state.engine, key, scope=principal, project=project
+    )
+    return report.to_dict()
