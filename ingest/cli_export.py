@@ -43,6 +43,11 @@ def export(
     from store.filters import Filters
     from store.keys import Principal
 
+    try:
+        kind = check_format(format)
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     engine = create_store_engine(get_settings().database_url)
     scope = Principal(is_admin=True)
     try:
@@ -51,7 +56,6 @@ def export(
             ab_test=ab_test, variant=variant, since=since, until=until, session=session,
             user=user, status=status, search=search,
         )  # fmt: skip
-        kind = check_format(format)
         total = count_interactions(engine, filters, scope=scope)
         with tqdm(total=total, unit="rows", desc=f"export {kind}") as bar:
 
