@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from ingest.app import create_app
 from ingest.cli import app
 from store.catalog import create_model, create_project
+from store.db import create_store_engine
 from store.interactions import INTERACTION_TABLE
 from store.keys import create_api_key
 from store.settings import Settings, get_settings
@@ -76,9 +77,11 @@ def test_import_writes_good_lines_reports_bad_ones_and_is_repeatable(
     assert _completions(seeded) == [f"a{n}" for n in range(5)]
 
 
-def test_import_through_the_gateway_uses_the_keys_project(
-    seeded: Engine, database_url: str, tmp_path: Path
-) -> None:
+def test_import_through_the_gateway_uses_the_keys_project(sqlite_url: str, tmp_path: Path) -> None:
+    database_url = sqlite_url
+    seeded = create_store_engine(sqlite_url)
+    create_project(seeded, key="proj")
+    create_model(seeded, key="m1", upstream_urls=["http://127.0.0.1:9"])
     create_project(seeded, key="other")
     key = create_api_key(seeded, project_key="proj").secret
     items = [*_lines(3), {**_lines(1)[0], "project": "other", "completion_id": str(uuid.uuid4())}]
@@ -91,3 +94,4 @@ def test_import_through_the_gateway_uses_the_keys_project(
     assert result.exit_code == 1
     assert "line 4: project other not found" in result.output
     assert _completions(seeded) == ["a0", "a1", "a2"]
+    seeded.dispose()
