@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import psycopg
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -58,7 +59,7 @@ def _item(n: int) -> dict[str, Any]:
 
 async def _send(url: str, key: str, batches: asyncio.Queue[list[dict[str, Any]]]) -> int:
     sent = 0
-    headers = {"Authorization": f"Bearer {key}"}
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     async with httpx.AsyncClient(timeout=120) as client:
         while True:
             try:
@@ -66,10 +67,12 @@ async def _send(url: str, key: str, batches: asyncio.Queue[list[dict[str, Any]]]
             except asyncio.QueueEmpty:
                 return sent
             response = await client.post(
-                url + "/api/v1/interactions/bulk", json={"interactions": batch}, headers=headers
+                url + "/api/v1/interactions/bulk",
+                content=orjson.dumps({"interactions": batch}),
+                headers=headers,
             )
             response.raise_for_status()
-            body = response.json()
+            body = orjson.loads(response.content)
             if body["rejected"]:
                 raise RuntimeError(f"rejected items: {body['results'][:2]}")
             sent += body["accepted"]

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -46,12 +47,16 @@ def _uuid_value(value: Any) -> Any:
 def _sqlite_datetime(value: Any) -> Any:
     if value is None:
         return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     if value.tzinfo is None:
         raise ValueError("naive datetime: Interlog stores timezone-aware timestamps only")
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _aware_datetime(value: Any) -> Any:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     if value is not None and value.tzinfo is None:
         raise ValueError("naive datetime: Interlog stores timezone-aware timestamps only")
     return value
@@ -77,9 +82,27 @@ def _converter(column_type: Any, dialect: str) -> Converter:
     return _identity
 
 
+@lru_cache(maxsize=64)
+def _tuple_builder(table: Table, dialect: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A function row -> tuple for this table, generated once: no per-value loop overhead."""
+    namespace: dict[str, Any] = {}
+    parts = []
+    for number, column in enumerate(table.columns):
+        convert = _converter(column.type, dialect)
+        key = repr(column.name)
+        if convert is _identity:
+            parts.append(f"get({key})")
+        else:
+            namespace[f"c{number}"] = convert
+            parts.append(f"c{number}(get({key}))")
+    source = "def build(row):\n    get = row.get\n    return (" + ", ".join(parts) + ",)\n"
+    exec(source, namespace)  # the source is made from column names of our own tables only
+    return namespace["build"]
+
+
 def _tuples(table: Table, rows: Sequence[dict[str, Any]], dialect: str) -> list[tuple[Any, ...]]:
-    converters = [(column.name, _converter(column.type, dialect)) for column in table.columns]
-    return [tuple(convert(row.get(name)) for name, convert in converters) for row in rows]
+    build = _tuple_builder(table, dialect)
+    return [build(row) for row in rows]
 
 
 def _quoted_columns(table: Table) -> str:
@@ -130,4 +153,6 @@ def insert_ignoring_conflicts(
         _insert_postgres(connection, table, rows)
     else:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        connection.execute(insert(table).on_conflict_do_nothing(), list(rows))
+        names = [column.name for column in table.columns]
+        values = [{name: row.get(name) for name in names} for row in rows]
+        connection.execute(insert(table).on_conflict_do_nothing(), values)

@@ -61,7 +61,6 @@ class InteractionRecord(TypedDict):
     attachments: NotRequired[list[AttachmentRecord]]
 
 
-_COLUMNS = [column.name for column in INTERACTION_TABLE.columns]
 _DEFAULTS: dict[str, Any] = {
     "request_id": None,
     "choice_index": 0,
@@ -98,7 +97,8 @@ def _as_datetime(value: Any) -> datetime:
 
 
 def _row(record: Mapping[str, Any]) -> dict[str, Any]:
-    row = {name: record.get(name, _DEFAULTS.get(name)) for name in _COLUMNS}
+    row = dict(_DEFAULTS)
+    row.update(record)
     row["completion_id"] = _as_uuid(record["completion_id"])
     row["session_id"] = _as_uuid(record["session_id"])
     row["created_at"] = _as_datetime(record.get("created_at"))
