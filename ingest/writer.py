@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 
+import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -34,8 +36,19 @@ ORPHAN_SCAN_INTERVAL = 30.0
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True when the store is unreachable or busy (retry later), not when it refuses the data."""
-    if isinstance(exc, OperationalError | InterfaceError):
+    """True when the store is unreachable or busy (retry later), not when it refuses the data.
+
+    Driver errors count too: store.bulk_insert talks to sqlite3 and psycopg directly.
+    """
+    if isinstance(
+        exc,
+        OperationalError
+        | InterfaceError
+        | psycopg.OperationalError
+        | psycopg.InterfaceError
+        | sqlite3.OperationalError
+        | sqlite3.InterfaceError,
+    ):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
