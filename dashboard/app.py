@@ -22,15 +22,17 @@ FILTERED_PAGES = {"Overview", "Interactions", "Export"}
 
 
 def main() -> None:
-    st.set_page_config(page_title="Interlog", page_icon="📒", layout="wide")
+    st.set_page_config(page_title="Interlog", layout="wide")
     settings = get_settings()
     principal = require_principal(settings)
     pages = [
-        st.Page(PAGES_DIR / "overview.py", title="Overview", icon="📈", default=True),
-        st.Page(PAGES_DIR / "interactions.py", title="Interactions", icon="💬"),
-        st.Page(PAGES_DIR / "compare.py", title="Compare", icon="⚖️"),
-        st.Page(PAGES_DIR / "metrics.py", title="Metrics", icon="🎯"),
-        st.Page(PAGES_DIR / "ab_tests.py", title="A/B tests", icon="🧪"),
+        st.Page(
+            PAGES_DIR / "overview.py", title="Overview", icon=":material/monitoring:", default=True
+        ),
+        st.Page(PAGES_DIR / "interactions.py", title="Interactions", icon=":material/forum:"),
+        st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page(PAGES_DIR / "metrics.py", title="Metrics", icon=":material/target:"),
+        st.Page(PAGES_DIR / "ab_tests.py", title="A/B tests", icon=":material/science:"),
     ]
     page = st.navigation(pages)
     ctx = page_context()

@@ -96,32 +96,22 @@ def render_scores(view: InteractionView) -> None:
     if not view.scores:
         st.caption("No metric values yet.")
     else:
-        st.dataframe(
-            [
-                {
-                    "metric": score.metric.key,
-                    "value": score.value,
-                    "details": score.details or "",
-                    "user": score.user_id or "",
-                    "at": score.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                }
-                for score in view.scores
-            ],
-            hide_index=True,
-            width="stretch",
+        st.table(
+            {
+                "metric": [score.metric.key for score in view.scores],
+                "value": [f"{score.value:g}" for score in view.scores],
+                "details": [score.details or "" for score in view.scores],
+                "user": [score.user_id or "" for score in view.scores],
+                "at": [f"{score.created_at:%Y-%m-%d %H:%M:%S}" for score in view.scores],
+            }
         )
     if view.comparisons:
         st.markdown("**Preferences**")
-        st.dataframe(
-            [
-                {
-                    "metric": comparison.metric.key,
-                    "preferred": str(comparison.preferred_completion_id),
-                    "other": str(comparison.other_completion_id),
-                    "tie": comparison.tie or "",
-                }
-                for comparison in view.comparisons
-            ],
-            hide_index=True,
-            width="stretch",
+        st.table(
+            {
+                "metric": [c.metric.key for c in view.comparisons],
+                "preferred": [str(c.preferred_completion_id) for c in view.comparisons],
+                "other": [str(c.other_completion_id) for c in view.comparisons],
+                "tie": [c.tie or "" for c in view.comparisons],
+            }
         )

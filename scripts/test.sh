@@ -13,6 +13,12 @@ if ! .venv/bin/python -c "import psycopg; psycopg.connect('host=127.0.0.1 port=5
     fi
 fi
 
+# The dashboard's browser test drives Debian's chromium through its chromedriver; install them
+# when missing (only where apt-get exists and we are root, e.g. CI containers).
+if ! command -v chromedriver >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

@@ -140,9 +140,9 @@ def test_opening_a_row_shows_the_conversation_with_its_image_and_scores(
         captions.extend(image.captions)
     assert f"sha256 {seeded.image_sha256[:12]}…" in captions
     app.selectbox(key="open_completion").select(seeded.scored_completion_id).run()
-    scores = [frame.value for frame in app.dataframe if "metric" in frame.value.columns]
+    scores = [table.value for table in app.table if "details" in table.value.columns]
     assert any(
-        (frame["metric"] == "quality").any() and (frame["value"] == 0.9).any() for frame in scores
+        (frame["metric"] == "quality").any() and (frame["value"] == "0.9").any() for frame in scores
     )
     tables = [table.value for table in app.table]
     labels = next(t for t in tables if list(t.columns) == ["key", "value"])
@@ -175,7 +175,7 @@ def test_scoring_a_completion_writes_exactly_one_metric_value(seeded: SeededStor
     app.run()
     assert not app.exception, app.exception
     assert _metric_values(database_url, target) == [(0.75, "polite and correct")]
-    shown = [frame.value for frame in app.dataframe if "details" in frame.value.columns]
+    shown = [table.value for table in app.table if "details" in table.value.columns]
     assert any((frame["details"] == "polite and correct").any() for frame in shown)
 
 
