@@ -33,6 +33,7 @@ def main() -> None:
         st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page(PAGES_DIR / "metrics.py", title="Metrics", icon=":material/target:"),
         st.Page(PAGES_DIR / "ab_tests.py", title="A/B tests", icon=":material/science:"),
+        st.Page(PAGES_DIR / "export.py", title="Export", icon=":material/download:"),
     ]
     page = st.navigation(pages)
     ctx = page_context()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
 import uuid
 
+import pandas as pd
 import pytest
 from sqlalchemy import select
 from sqlmodel import col
@@ -295,3 +298,28 @@ def test_sign_in_can_be_switched_off_only_on_loopback(
     else:
         assert "listens on 0.0.0.0" in errors
         assert not app.metric
+
+
+def test_export_page_downloads_exactly_the_filtered_rows(seeded: SeededStore) -> None:
+    app = signed_in_app(seeded.support_key)
+    app.switch_page("views/export.py").run()
+    app.multiselect(key="f_label_keys").select("team").run()
+    app.multiselect(key="f_label_team").select("billing").run()
+    assert "4 interactions match" in page_text(app)
+    _button(app, "Prepare CSV file").click()  # type: ignore[attr-defined]
+    app.run()
+    assert not app.exception, app.exception
+    fmt, _, data = app.session_state["export_ready"]
+    frame = pd.read_csv(io.BytesIO(data))
+    assert fmt == "csv"
+    assert set(frame["completion_id"]) == set(seeded.billing_ids)
+    app.radio(key="export_format").set_value("jsonl").run()
+    _button(app, "Prepare Fine-tuning JSONL file").click()  # type: ignore[attr-defined]
+    app.run()
+    lines = app.session_state["export_ready"][2].decode().splitlines()
+    examples = [json.loads(line) for line in lines]
+    assert len(examples) == 4
+    assert all(example["messages"][-1]["role"] == "assistant" for example in examples)
+    assert {example["messages"][-1]["content"] for example in examples} == {
+        f"Support answer {i} for billing" for i in (0, 3, 6, 9)
+    }
