@@ -289,7 +289,5 @@ schema = InterlogSchema(
     query=Query,
     mutation=Mutation,
     config=StrawberryConfig(scalar_map=SCALARS),
-    extensions=[
-        MaskErrors(should_mask_error=lambda error: not _is_expected(error))  # type: ignore[list-item]
-    ],
+    extensions=[lambda: MaskErrors(should_mask_error=lambda error: not _is_expected(error))],
 )

@@ -25,10 +25,16 @@ from tests.interaction_seeds import log_interaction, minutes_ago
 __all__ = ["live_store"]
 
 
+_CLIENTS: dict[tuple[str, str], Adaptive] = {}
+
+
 def _sdk(live: LiveStore, seeded: SeededProject) -> Adaptive:
-    sdk = Adaptive(base_url=live.base_url, api_key=seeded.secret)
-    sdk.set_default_project(seeded.key)
-    return sdk
+    """One SDK client per project and server (building a client takes a noticeable moment)."""
+    if (live.base_url, seeded.key) not in _CLIENTS:
+        sdk = Adaptive(base_url=live.base_url, api_key=seeded.secret)
+        sdk.set_default_project(seeded.key)
+        _CLIENTS[(live.base_url, seeded.key)] = sdk
+    return _CLIENTS[(live.base_url, seeded.key)]
 
 
 def test_register_get_and_list_feedback_keys(live_store: LiveStore) -> None:

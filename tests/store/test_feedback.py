@@ -16,10 +16,11 @@ from store.feedback import (
     add_metric_values_bulk,
     add_text_comparison,
     check_metric_values,
+    coerce_value,
     missing_completions,
 )
 from store.metrics import create_metric, get_metric, list_metrics
-from store.models import Comparison, Interaction, MetricValue
+from store.models import Comparison, Interaction, Metric, MetricValue
 from store.readback import get_interaction
 from tests.interaction_seeds import log_interaction, seed_project
 
@@ -71,51 +72,49 @@ def test_unknown_metric_message_says_how_to_register_it(engine: Engine) -> None:
 
 
 @pytest.mark.parametrize(
-    ("metric", "value", "stored"),
+    ("kind", "value", "stored"),
     [
-        ("quality", 0.75, 0.75),
-        ("quality", 3, 3.0),
-        ("quality", -2.5, -2.5),
-        ("thumbs", True, 1.0),
-        ("thumbs", False, 0.0),
-        ("thumbs", 1, 1.0),
-        ("thumbs", 0, 0.0),
+        ("scalar", 0.75, 0.75),
+        ("scalar", 3, 3.0),
+        ("scalar", -2.5, -2.5),
+        ("bool", True, 1.0),
+        ("bool", False, 0.0),
+        ("bool", 1, 1.0),
+        ("bool", 0, 0.0),
     ],
 )
-def test_metric_value_is_stored_by_kind(
-    engine: Engine, metric: str, value: object, stored: float
-) -> None:
-    project = seed_project(engine, "p1")
-    assert project.id is not None
-    completion_id = log_interaction(engine, project)
-    feedback_id = add_metric_value(
-        engine,
-        project_id=project.id,
-        completion_id=completion_id,
-        metric=metric,
-        value=value,
-        details="why",
-        user_id="u1",
-    )
-    view = get_interaction(engine, completion_id=completion_id, project_id=project.id)
-    assert [(s.id, s.metric_key, s.value, s.details, s.user_id) for s in view.scores] == [
-        (feedback_id, metric, stored, "why", "u1")
-    ]
+def test_value_is_coerced_by_the_metric_kind(kind: str, value: object, stored: float) -> None:
+    assert coerce_value(Metric(key="m", name="m", kind=kind, project_id=1), value) == stored
 
 
 @pytest.mark.parametrize(
-    ("metric", "value"),
-    [("quality", True), ("quality", "0.5"), ("quality", None), ("thumbs", 2), ("thumbs", 0.5)],
-)
-def test_metric_value_of_wrong_kind_is_refused(engine: Engine, metric: str, value: object) -> None:
+    ("kind", "value"),
+    [("scalar", True), ("scalar", "0.5"), ("scalar", None), ("scalar", float("nan")),
+     ("bool", 2), ("bool", 0.5), ("bool", "true")],
+)  # fmt: skip
+def test_value_of_the_wrong_kind_is_refused(kind: str, value: object) -> None:
+    with pytest.raises(InvalidInputError, match=r"metric m is a|must be finite"):
+        coerce_value(Metric(key="m", name="m", kind=kind, project_id=1), value)
+
+
+def test_metric_values_are_stored_with_details_and_user(engine: Engine) -> None:
     project = seed_project(engine, "p1")
     assert project.id is not None
     completion_id = log_interaction(engine, project)
-    with pytest.raises(InvalidInputError, match=f"metric {metric} is a"):
+    stored = []
+    for metric, value in (("quality", 0.75), ("quality", 3), ("thumbs", True), ("thumbs", 0)):
+        feedback_id = add_metric_value(
+            engine, project_id=project.id, completion_id=completion_id, metric=metric,
+            value=value, details="why", user_id="u1",
+        )  # fmt: skip
+        stored.append((feedback_id, metric, float(value), "why", "u1"))
+    view = get_interaction(engine, completion_id=completion_id, project_id=project.id)
+    assert [(s.id, s.metric_key, s.value, s.details, s.user_id) for s in view.scores] == stored
+    with pytest.raises(InvalidInputError, match="metric thumbs is a bool metric"):
         add_metric_value(
-            engine, project_id=project.id, completion_id=completion_id, metric=metric, value=value
+            engine, project_id=project.id, completion_id=completion_id, metric="thumbs", value=0.5
         )
-    assert _count(engine, MetricValue) == 0
+    assert _count(engine, MetricValue) == 4
 
 
 def test_metric_value_for_unknown_or_foreign_completion_names_it(engine: Engine) -> None:
