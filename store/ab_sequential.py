@@ -1,0 +1,270 @@
+"""Ending A/B tests by themselves: the mixture sequential probability ratio test (mSPRT).
+
+Why this test: the gateway looks at a running test again and again (every few seconds, and
+whenever feedback arrives). Re-running a fixed-sample test (Welch, z, binomial) at every look and
+stopping at the first p < 0.05 inflates false positives far beyond 5%. The mSPRT of Johari,
+Pekelis and Walsh ("Always valid inference", 2017; the basis of Optimizely's stats engine) gives
+*always-valid* p-values: by Ville's inequality the chance that 1/Lambda_n ever drops below alpha
+under the null is at most alpha, however often and whenever we look, so stopping the first time
+it does is a valid level-alpha test. It needs only sufficient statistics (counts, means,
+variances), works for differences of means (scalar metrics), of proportions (bool metrics) and for
+a win rate against 1/2 (preference tests), and needs no planned sample size.
+
+Statistic, for an estimated difference `d` with variance `V` and a normal mixing distribution of
+variance `tau^2` over the true difference:  Lambda = sqrt(V / (V + tau^2)) *
+exp(d^2 tau^2 / (2 V (V + tau^2))). We set tau to half the outcome's standard deviation (medium
+effects, Cohen's d = 0.5, get the most power). With k variants each is compared to the control
+(the first variant) at alpha / (k - 1) (Bonferroni). A test is judged only once every variant has
+MIN_SCORES scored completions (or MIN_SCORES decided comparisons), so variances are estimated.
+
+A test ends with a winner when a challenger is significantly better than the control (the best
+such one wins), or when every challenger is significantly worse (the control wins).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, func
+from sqlalchemy import select as sa_select
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col
+
+from store.ab_lifecycle import AbTestDetails, end_ab_test, list_ab_test_details
+from store.models import (
+    AbTestMode,
+    AbTestStatus,
+    Comparison,
+    Interaction,
+    Metric,
+    MetricValue,
+    ScoringType,
+)
+
+ALPHA = 0.05
+MIN_SCORES = 30
+TAU_IN_SDS = 0.5
+
+
+@dataclass(frozen=True)
+class VariantScores:
+    """A variant's sufficient statistics: scored completions, mean and variance of the score."""
+
+    n: int
+    mean: float
+    variance: float
+
+
+@dataclass(frozen=True)
+class VariantComparison:
+    """One challenger against the control: the estimated difference and its always-valid p."""
+
+    variant: str
+    n: int
+    difference: float
+    p_value: float
+    significant: bool
+    better: bool | None
+
+
+@dataclass(frozen=True)
+class SequentialVerdict:
+    """Where a test stands under the mSPRT; `winner` is set when the test should end."""
+
+    key: str
+    enough_scores: bool
+    scores: dict[str, int]
+    comparisons: list[VariantComparison] = field(default_factory=list)
+    winner: str | None = None
+    reason: str | None = None
+
+    @property
+    def p_value(self) -> float | None:
+        """The smallest always-valid p-value among the comparisons with the control."""
+        return min((c.p_value for c in self.comparisons), default=None)
+
+
+def msprt_p_value(*, difference: float, variance: float, tau2: float) -> float:
+    """Always-valid p-value (1 / mixture likelihood ratio, capped at 1) of a difference."""
+    if variance <= 0:
+        return 1.0 if difference == 0 else 0.0
+    if tau2 <= 0:
+        return 1.0
+    total = variance + tau2
+    log_ratio = 0.5 * math.log(variance / total) + difference**2 * tau2 / (2 * variance * total)
+    return min(1.0, math.exp(-log_ratio)) if log_ratio < 700 else 0.0
+
+
+def metric_scores(engine: Engine, *, test_id: int, metric_id: int) -> dict[str, VariantScores]:
+    """Per variant: how many completions were scored, and their scores' mean and variance
+    (a completion scored several times counts once, with the mean of its values)."""
+    per_completion = (
+        sa_select(
+            col(Interaction.ab_variant).label("variant"),
+            func.avg(col(MetricValue.value)).label("v"),
+        )
+        .join(MetricValue, col(MetricValue.completion_id) == col(Interaction.completion_id))
+        .where(col(Interaction.ab_test_id) == test_id, col(MetricValue.metric_id) == metric_id)
+        .group_by(col(Interaction.completion_id), col(Interaction.ab_variant))
+        .subquery()
+    )
+    statement = sa_select(
+        per_completion.c.variant,
+        func.count(),
+        func.avg(per_completion.c.v),
+        func.avg(per_completion.c.v * per_completion.c.v),
+    ).group_by(per_completion.c.variant)
+    with Session(engine) as session:
+        rows = session.execute(statement).all()
+    scores: dict[str, VariantScores] = {}
+    for variant, n, mean, mean_square in rows:
+        if variant is None:
+            continue
+        n, mean, mean_square = int(n), float(mean), float(mean_square)
+        variance = max(0.0, mean_square - mean * mean) * (n / (n - 1) if n > 1 else 1.0)
+        scores[str(variant)] = VariantScores(n=n, mean=mean, variance=variance)
+    return scores
+
+
+def preference_counts(
+    engine: Engine, *, test_id: int, metric_id: int
+) -> dict[tuple[str, str], int]:
+    """Decided comparisons between the test's completions: (preferred, other) -> count."""
+    preferred = aliased(Interaction)
+    other = aliased(Interaction)
+    statement = (
+        sa_select(col(preferred.ab_variant), col(other.ab_variant), func.count())
+        .select_from(Comparison)
+        .join(preferred, col(preferred.completion_id) == col(Comparison.preferred_completion_id))
+        .join(other, col(other.completion_id) == col(Comparison.other_completion_id))
+        .where(
+            col(Comparison.metric_id) == metric_id,
+            col(Comparison.tie).is_(None),
+            col(preferred.ab_test_id) == test_id,
+            col(other.ab_test_id) == test_id,
+        )
+        .group_by(col(preferred.ab_variant), col(other.ab_variant))
+    )
+    with Session(engine) as session:
+        rows = session.execute(statement).all()
+    return {(str(a), str(b)): int(n) for a, b, n in rows if a is not None and b is not None}
+
+
+def _metric_verdict(
+    test: AbTestDetails, scores: dict[str, VariantScores], lower_is_better: bool
+) -> SequentialVerdict:
+    names = [str(v["model"]) for v in test.variants]
+    counts = {name: scores[name].n if name in scores else 0 for name in names}
+    enough = all(count >= MIN_SCORES for count in counts.values())
+    verdict = SequentialVerdict(key=test.key, enough_scores=enough, scores=counts)
+    control = names[0]
+    alpha = ALPHA / max(1, len(names) - 1)
+    for name in names[1:]:
+        if name not in scores or control not in scores:
+            continue
+        a, b = scores[control], scores[name]
+        if a.n < 2 or b.n < 2:
+            continue
+        pooled = ((a.n - 1) * a.variance + (b.n - 1) * b.variance) / (a.n + b.n - 2)
+        difference = b.mean - a.mean
+        p_value = msprt_p_value(
+            difference=difference,
+            variance=a.variance / a.n + b.variance / b.n,
+            tau2=(TAU_IN_SDS**2) * pooled,
+        )
+        significant = enough and p_value < alpha
+        better = (
+            ((difference < 0) if lower_is_better else (difference > 0)) if significant else None
+        )
+        verdict.comparisons.append(
+            VariantComparison(name, b.n, difference, p_value, significant, better)
+        )
+    return _decide(verdict, control)
+
+
+def _preference_verdict(
+    test: AbTestDetails, counts: dict[tuple[str, str], int]
+) -> SequentialVerdict:
+    names = [str(v["model"]) for v in test.variants]
+    control = names[0]
+    decided = {
+        name: counts.get((name, control), 0) + counts.get((control, name), 0) for name in names[1:]
+    }
+    enough = all(n >= MIN_SCORES for n in decided.values())
+    scores = {control: sum(decided.values()), **decided}
+    verdict = SequentialVerdict(key=test.key, enough_scores=enough, scores=scores)
+    alpha = ALPHA / max(1, len(names) - 1)
+    for name in names[1:]:
+        n = decided[name]
+        if n == 0:
+            continue
+        rate = counts.get((name, control), 0) / n
+        difference = rate - 0.5
+        p_value = msprt_p_value(difference=difference, variance=0.25 / n, tau2=TAU_IN_SDS**2 * 0.25)
+        significant = enough and p_value < alpha
+        better = (difference > 0) if significant else None
+        verdict.comparisons.append(
+            VariantComparison(name, n, difference, p_value, significant, better)
+        )
+    return _decide(verdict, control)
+
+
+def _decide(verdict: SequentialVerdict, control: str) -> SequentialVerdict:
+    if not verdict.enough_scores or not verdict.comparisons:
+        return verdict
+    better = [c for c in verdict.comparisons if c.better]
+    challengers = len(verdict.scores) - 1
+    if better:
+        best = max(better, key=lambda c: abs(c.difference))
+        reason = f"{best.variant} beat {control} (always-valid p = {best.p_value:.2g}, mSPRT)"
+        return _with(verdict, best.variant, reason)
+    worse = [c for c in verdict.comparisons if c.better is False]
+    if len(worse) == challengers:
+        p = max(c.p_value for c in worse)
+        reason = f"{control} beat every challenger (always-valid p <= {p:.2g}, mSPRT)"
+        return _with(verdict, control, reason)
+    return verdict
+
+
+def _with(verdict: SequentialVerdict, winner: str, reason: str) -> SequentialVerdict:
+    return SequentialVerdict(
+        key=verdict.key,
+        enough_scores=verdict.enough_scores,
+        scores=verdict.scores,
+        comparisons=verdict.comparisons,
+        winner=winner,
+        reason=reason,
+    )
+
+
+def sequential_verdict(engine: Engine, *, test: AbTestDetails) -> SequentialVerdict:
+    """Where a test stands: scores per variant, always-valid p-values, and a winner if decided."""
+    names = [str(v["model"]) for v in test.variants]
+    if test.metric_id is None or len(names) < 2:
+        return SequentialVerdict(key=test.key, enough_scores=False, scores={})
+    with Session(engine) as session:
+        metric = session.get(Metric, test.metric_id)
+    if metric is None:
+        return SequentialVerdict(key=test.key, enough_scores=False, scores={})
+    if test.mode == AbTestMode.PREFERENCE.value:
+        counts = preference_counts(engine, test_id=test.id, metric_id=test.metric_id)
+        return _preference_verdict(test, counts)
+    scores = metric_scores(engine, test_id=test.id, metric_id=test.metric_id)
+    lower = metric.scoring == ScoringType.LOWER_IS_BETTER.value
+    return _metric_verdict(test, scores, lower)
+
+
+def conclude_ab_tests(
+    engine: Engine, *, project_ids: list[int] | None = None
+) -> list[AbTestDetails]:
+    """End every active test whose result is significant; returns the tests this call ended."""
+    ended: list[AbTestDetails] = []
+    active = list_ab_test_details(engine, project_ids=project_ids, status=AbTestStatus.ACTIVE.value)
+    for test in active:
+        verdict = sequential_verdict(engine, test=test)
+        if verdict.winner is None or verdict.reason is None:
+            continue
+        if end_ab_test(engine, test_id=test.id, winner=verdict.winner, reason=verdict.reason):
+            ended.append(test)
+    return ended
