@@ -7,6 +7,7 @@ Queries: metric, metrics, completion, completions, completionsGrouped.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 
@@ -56,6 +57,13 @@ from store.readback import (
 )
 
 log = logging.getLogger("interlog.graphql")
+
+
+def metric_key_from_name(name: str) -> str:
+    """A metric key for a MetricCreate without one: the name, lowercased, runs of other
+    characters than letters, digits, '.', ':' and '-' turned into '_'."""
+    return re.sub(r"[^a-z0-9.:-]+", "_", name.strip().lower()).strip("_")[:128]
+
 
 Ctx = Info[GraphQLContext, None]
 
@@ -179,7 +187,7 @@ class Mutation:
         scoped = await info.context.project(str(project))
         row = await run_store(
             create_metric, info.context.engine, project_key=scoped.key,
-            key=input.key or input.name, kind=input.kind.value,
+            key=input.key or metric_key_from_name(input.name), kind=input.kind.value,
             scoring=input.scoring_type.value, name=input.name, description=input.description,
         )  # fmt: skip
         return Metric.from_info(row)

@@ -180,3 +180,23 @@ def test_graphql_without_a_key_is_401(live_store: LiveStore) -> None:
     with client(live_store, "il_bad_key") as http:
         response = http.post("/api/graphql", json={"query": "{ metrics { id } }"})
     assert response.status_code == 401
+
+
+def test_create_metric_without_a_key_derives_it_from_the_name(live_store: LiveStore) -> None:
+    seeded = new_project(live_store)
+    mutation = """mutation($p: IdOrKey!) {
+      createMetric(project: $p, input: {name: "Answer Quality", kind: BOOL,
+                                        scoringType: LOWER_IS_BETTER}) {
+        key name kind scoringType description hasDirectScores hasComparisonScores
+      }
+    }"""
+    body = _post(live_store, seeded.secret, mutation, {"p": seeded.key})
+    assert body["data"]["createMetric"] == {
+        "key": "answer_quality",
+        "name": "Answer Quality",
+        "kind": "BOOL",
+        "scoringType": "LOWER_IS_BETTER",
+        "description": "",
+        "hasDirectScores": False,
+        "hasComparisonScores": False,
+    }
