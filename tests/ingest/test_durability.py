@@ -187,3 +187,38 @@ def test_gateway_answers_through_a_database_outage_and_catches_up(tmp_path: Path
                 assert status["writer"]["failed"] == 0
                 metrics = httpx.get(url + "/metrics").text
                 assert "interlog_writer_retries_total" in metrics
+
+
+def test_several_worker_processes_each_keep_their_own_journal(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    journal_dir = tmp_path / "journal"
+    with demo_model(tmp_path) as upstream:
+        key, _, _ = seed_project(postgres_url, upstream_urls=[upstream])
+        traffic = Traffic()
+        stop = threading.Event()
+        port = free_port()
+        settings = {
+            "INTERLOG_DATABASE_URL": postgres_url,
+            "INTERLOG_JOURNAL_DIR": str(journal_dir),
+            "INTERLOG_LOG_LEVEL": "warning",
+        }
+        args = ["serve", "--port", str(port), "--no-migrate", "--workers", "2"]
+        log = tmp_path / "gateway-workers.log"
+        with interlog_process(args, env=settings, cwd=REPO_ROOT, log=log) as process:
+            url = f"http://127.0.0.1:{port}"
+            # Two processes import the app side by side: slower to start than one.
+            wait_for_http(url + "/healthz", process=process, timeout=90)
+            deadline = time.monotonic() + 60
+            while len([p for p in journal_dir.iterdir() if not p.name.startswith(".")]) < 2:
+                assert time.monotonic() < deadline, "both workers should have started"
+                time.sleep(0.1)
+            owners = sorted(p.name for p in journal_dir.iterdir() if p.is_dir())
+            threads = drive(url, key, traffic, stop, clients=4)
+            time.sleep(2.0)
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=15)
+            assert len(owners) == 2 and owners[0] != owners[1]
+            assert len(traffic.received) >= 10 and traffic.failures == 0, traffic.errors
+            _assert_exactly_once(postgres_url, traffic)
