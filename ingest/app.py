@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ingest import (
+    admin_api,
     analytics_api,
     chat,
     export_api,
@@ -18,6 +19,7 @@ from ingest import (
     readback_api,
     status,
 )
+from ingest.ab_monitor import ab_monitor
 from ingest.capture import CaptureMiddleware
 from ingest.errors import install_error_handlers
 from ingest.graphql import create_graphql_router
@@ -60,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await writer.start()
         # End of logging setup.
         try:
-            yield
+            async with ab_monitor(app, interval=settings.ab_check_seconds):  # A/B auto-ending
+                yield
         finally:
             await writer.stop()  # final drain of the journal
             await app.state.upstream.close()
@@ -87,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(status.router)
     app.include_router(ingest_api.router)
+    app.include_router(admin_api.router)
     return app
 
 

@@ -8,6 +8,7 @@ revoked key stops working within that time. Dependencies: `PrincipalDep` (any va
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from typing import Annotated
@@ -16,7 +17,7 @@ from fastapi import Depends, Request
 from sqlalchemy.exc import DBAPIError
 
 from ingest.errors import Forbidden, NotFound, Unauthorized
-from store.keys import Principal, authenticate_key
+from store.keys import Principal, authenticate_key, touch_key
 
 AUTH_CACHE_SECONDS = 5.0
 _CACHE_LIMIT = 10_000
@@ -52,6 +53,9 @@ async def authenticate(request: Request) -> Principal:
         raise
     if principal is None:
         raise Unauthorized("invalid API key")
+    if principal.key_id is not None:  # last use, recorded at most once per cache period
+        with contextlib.suppress(DBAPIError):
+            await asyncio.to_thread(touch_key, app_state.engine, key_id=principal.key_id)
     if len(cache) >= _CACHE_LIMIT:
         cache.clear()
     cache[digest] = (now + AUTH_CACHE_SECONDS, principal)

@@ -203,6 +203,13 @@ class RoutingTable:
         future.set_result(routes)
         return routes
 
+    def invalidate(self, project_key: str | None = None) -> None:
+        """Forget cached routes (one project's, or all) so the next request reads the store."""
+        if project_key is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(project_key, None)
+
     async def route(self, model_field: str, session_id: uuid.UUID) -> Route:
         project_key, _, model_key = model_field.partition("/")
         routes = await self.project_routes(project_key)

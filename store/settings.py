@@ -66,6 +66,23 @@ class Settings(BaseSettings):
         description="Seconds the gateway caches a project's routes (models, default, A/B test); "
         "a configuration change reaches running gateways within this time.",
     )
+    ab_check_seconds: float = Field(
+        default=10.0,
+        description="Seconds between two checks of the active A/B tests for a significant result "
+        "(mSPRT); 0 disables ending tests automatically.",
+    )
+    max_json_depth: int = Field(
+        default=64, description="Deepest nesting of arrays and objects accepted in a JSON body."
+    )
+    max_labels: int = Field(
+        default=64, description="Most labels (metadata pairs) accepted on one interaction."
+    )
+    max_label_key_length: int = Field(
+        default=128, description="Longest label key accepted, in characters."
+    )
+    max_label_value_length: int = Field(
+        default=4096, description="Longest label value accepted, in characters."
+    )
     writer_batch_size: int = Field(
         default=2000, description="Most interactions the background writer puts in one batch."
     )
