@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 import migrations
-from ingest import cli_admin, cli_export, cli_import, cli_metrics
+from ingest import cli_admin, cli_export, cli_import, cli_manage, cli_metrics
 from store.settings import get_settings
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.add_typer(cli_admin.projects_app, name="projects")
 app.add_typer(cli_admin.models_app, name="models")
 app.add_typer(cli_admin.keys_app, name="keys")
 app.add_typer(cli_metrics.metrics_app, name="metrics")
+app.add_typer(cli_manage.abtests_app, name="abtests")  # cli_manage also extends the groups above
 app.command("demo-model")(cli_admin.demo_model)
 app.command("import")(cli_import.import_interactions)
 app.command("export")(cli_export.export)

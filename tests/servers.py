@@ -17,6 +17,7 @@ Both run as subprocesses (`python -m ingest ...`) and are always stopped afterwa
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -54,8 +55,9 @@ def demo_model(workdir: Path, *, name: str = "demo", port: int | None = None) ->
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     args = ["demo-model", "--port", str(port), "--name", name]
-    with interlog_process(args, env={}, cwd=REPO_ROOT, log=workdir / f"demo-{port}.log") as proc:
-        wait_for_http(f"http://127.0.0.1:{port}/v1/models", process=proc)
+    log = workdir / f"demo-{port}.log"
+    with interlog_process(args, env={}, cwd=REPO_ROOT, log=log) as proc:
+        _wait_or_explain(f"http://127.0.0.1:{port}/v1/models", proc, log)
         yield f"http://127.0.0.1:{port}/v1"
 
 
@@ -73,11 +75,19 @@ def gateway(
         **(env or {}),
     }
     args = ["serve", "--port", str(port), "--no-migrate"]
-    with interlog_process(
-        args, env=settings, cwd=REPO_ROOT, log=workdir / f"gateway-{port}.log"
-    ) as proc:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz", process=proc)
+    log = workdir / f"gateway-{port}.log"
+    with interlog_process(args, env=settings, cwd=REPO_ROOT, log=log) as proc:
+        _wait_or_explain(f"http://127.0.0.1:{port}/healthz", proc, log)
         yield f"http://127.0.0.1:{port}"
+
+
+def _wait_or_explain(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait for a server; if it dies or hangs, fail with the end of its log."""
+    try:
+        wait_for_http(url, timeout=60, process=process)
+    except (RuntimeError, TimeoutError) as exc:
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+        raise RuntimeError(f"{exc}\n--- {log.name} ---\n{tail}") from exc
 
 
 def seed_project(
