@@ -204,19 +204,32 @@ async def create_feedback(
     body: FeedbackBody, request: Request, principal: PrincipalDep
 ) -> dict[str, str]:
     """Attach a metric value to a completion; the value must fit the metric's kind."""
+    engine = request.app.state.engine
+
+    def store(completion_id: uuid.UUID, project_id: int) -> uuid.UUID:
+        return add_metric_value(
+            engine,
+            project_id=project_id,
+            completion_id=completion_id,
+            metric=body.metric,
+            value=body.value,
+            details=body.details,
+            reason=body.reason,
+            user_id=body.user_id,
+            feedback_id=body.id,
+        )
+
+    if principal.project_id is not None:
+        # Fast path: the completion is usually stored already; wait only when it is not.
+        try:
+            completion_id = parse_completion_id(body.completion_id)
+            feedback_id = await asyncio.to_thread(store, completion_id, principal.project_id)
+            return {"feedback_id": str(feedback_id)}
+        except NotFoundError as exc:
+            if exc.entity != "completion":
+                raise
     completion_id, project_id = await _project_of(request, principal, body.completion_id)
-    feedback_id = await asyncio.to_thread(
-        add_metric_value,
-        request.app.state.engine,
-        project_id=project_id,
-        completion_id=completion_id,
-        metric=body.metric,
-        value=body.value,
-        details=body.details,
-        reason=body.reason,
-        user_id=body.user_id,
-        feedback_id=body.id,
-    )
+    feedback_id = await asyncio.to_thread(store, completion_id, project_id)
     return {"feedback_id": str(feedback_id)}
 
 

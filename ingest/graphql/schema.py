@@ -6,6 +6,7 @@ Queries: metric, metrics, completion, completions, completionsGrouped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -22,6 +23,7 @@ from ingest.graphql.context import (
     ExpectedError,
     GraphQLContext,
     InvalidInput,
+    graphql_error,
     run_store,
 )
 from ingest.graphql.inputs import (
@@ -35,7 +37,7 @@ from ingest.graphql.inputs import (
     filter_conditions,
     page_window,
 )
-from ingest.graphql.scalars import SCALARS, IdOrKey
+from ingest.graphql.scalars import SCALARS, IdOrKey, to_timestamp
 from ingest.graphql.types import (
     Completion,
     CompletionConnection,
@@ -46,7 +48,8 @@ from ingest.graphql.types import (
     PageInfo,
 )
 from ingest.pending import wait_for_completions
-from store.feedback import add_metric_value, completion_projects
+from store.errors import NotFoundError, StoreError
+from store.feedback import add_metric_value, coerce_value, completion_projects
 from store.metrics import create_metric, list_metrics, lookup_metric_in
 from store.readback import (
     Condition,
@@ -55,6 +58,7 @@ from store.readback import (
     list_interactions,
     model_id_condition,
 )
+from store.types import utcnow
 
 log = logging.getLogger("interlog.graphql")
 
@@ -135,28 +139,46 @@ async def _add_score(
     context = info.context
     engine = context.engine
 
-    def find_missing(ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-        found = completion_projects(engine, completion_ids=ids)
-        visible = context.visible_project_id
-        return [i for i in ids if i not in found or (visible is not None and found[i] != visible)]
+    def store(project_id: int) -> uuid.UUID:
+        return add_metric_value(
+            engine, project_id=project_id, completion_id=completion_id, metric=metric_id,
+            value=value, details=details, reason=reason, user_id=user_id,
+        )  # fmt: skip
 
-    assert context.request is not None
-    app = context.request.app
-    if await wait_for_completions(app, [completion_id], find_missing):
-        raise EntityNotFound(f"completion {completion_id} not found")
-    project_id = (await run_store(completion_projects, engine, completion_ids=[completion_id]))[
-        completion_id
-    ]
-    score_id = await run_store(
-        add_metric_value, engine, project_id=project_id, completion_id=completion_id,
-        metric=metric_id, value=value, details=details, reason=reason, user_id=user_id,
-    )  # fmt: skip
-    view = await run_store(
-        find_interaction, engine, completion_id=completion_id, project_id=project_id
+    score_id: uuid.UUID | None = None
+    project_id = context.visible_project_id
+    if project_id is not None:
+        # Fast path: the completion is usually stored already; wait only when it is not.
+        try:
+            score_id = await asyncio.to_thread(store, project_id)
+        except NotFoundError as exc:
+            if exc.entity != "completion":
+                raise graphql_error(exc) from exc
+        except StoreError as exc:
+            raise graphql_error(exc) from exc
+    if score_id is None:
+
+        def find_missing(ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+            found = completion_projects(engine, completion_ids=ids)
+            return [i for i in ids if i not in found or found[i] != (project_id or found[i])]
+
+        assert context.request is not None
+        if await wait_for_completions(context.request.app, [completion_id], find_missing):
+            raise EntityNotFound(f"completion {completion_id} not found")
+        found = await run_store(completion_projects, engine, completion_ids=[completion_id])
+        project_id = found[completion_id]
+        score_id = await run_store(store, project_id)
+    metric = await run_store(lookup_metric_in, engine, project_id=project_id, id_or_key=metric_id)
+    assert metric is not None
+    return DirectScore(
+        id=score_id,
+        value=coerce_value(metric, value),
+        metric=Metric.from_info(metric),
+        reason=reason,
+        details=details,
+        user_id=user_id,
+        created_at=to_timestamp(utcnow()),
     )
-    assert view is not None
-    completion = Completion.from_view(view)
-    return next(score for score in completion.direct_scores if score.id == score_id)
 
 
 @strawberry.type
