@@ -131,21 +131,28 @@ def _interactions_sql(
     limit: int | None,
     offset: int,
 ) -> tuple[str, list[Any]]:
+    """A page: select and order first, then join metrics of the page only. Everything: one
+    pass over interactions joined with every metric pivot, unordered (sorting a million wide
+    rows would double the time; sort the DataFrame if the order matters)."""
     compiled = compile_filters(filters, scope=scope, label_columns=copy.label_columns)
-    params = list(compiled.params)
-    page = ""
-    if limit is not None:
-        page = " LIMIT ? OFFSET ?"
-        params.extend([limit, offset])
     taken = set(INTERACTION_COLUMNS)
-    pivots = []
-    for key in metric_keys:
-        name = key if key not in taken else f"metric_{key}"
-        pivots.append(f"avg(v.value) FILTER (WHERE v.key = ?) AS {_quote(name)}")
-        params.append(key)
-    metric_columns = "".join(
-        f", piv.{_quote(k if k not in taken else f'metric_{k}')}" for k in metric_keys
-    )
+    names = [key if key not in taken else f"metric_{key}" for key in metric_keys]
+    pivots = ", ".join(f"avg(v.value) FILTER (WHERE v.key = ?) AS {_quote(name)}" for name in names)
+    metric_columns = "".join(f", piv.{_quote(name)}" for name in names)
+    order = "ORDER BY i.created_at DESC, i.completion_id DESC"
+    if limit is None:
+        ctes, params = "", [*metric_keys, *compiled.params]
+        if metric_keys:
+            ctes = f"""WITH v AS (
+                SELECT mv.completion_id, m.key, avg(mv.value) AS value
+                FROM metric_values mv JOIN metrics m ON m.id = mv.metric_id GROUP BY ALL),
+            piv AS (SELECT v.completion_id, {pivots} FROM v GROUP BY v.completion_id)"""
+        join = " LEFT JOIN piv ON piv.completion_id = i.completion_id" if metric_keys else ""
+        sql = f"""{ctes}
+            SELECT {_SELECT}{metric_columns} FROM interactions i {_JOINS}{join}
+            WHERE {compiled.where}"""
+        return sql, params
+    params = [*compiled.params, limit, offset, *metric_keys]
     metric_cte = ""
     metric_join = ""
     if metric_keys:
@@ -154,15 +161,14 @@ def _interactions_sql(
             SELECT mv.completion_id, m.key, avg(mv.value) AS value
             FROM metric_values mv JOIN metrics m ON m.id = mv.metric_id
             WHERE mv.completion_id IN (SELECT completion_id FROM sel) GROUP BY ALL)
-        , piv AS (SELECT v.completion_id, {", ".join(pivots)} FROM v GROUP BY v.completion_id)"""
+        , piv AS (SELECT v.completion_id, {pivots} FROM v GROUP BY v.completion_id)"""
         metric_join = " LEFT JOIN piv ON piv.completion_id = i.completion_id"
     sql = f"""
         WITH sel AS (
-            SELECT i.* FROM interactions i WHERE {compiled.where}
-            ORDER BY i.created_at DESC, i.completion_id DESC{page}){metric_cte}
+            SELECT i.* FROM interactions i WHERE {compiled.where} {order}
+            LIMIT ? OFFSET ?){metric_cte}
         SELECT {_SELECT}{metric_columns}
-        FROM sel i {_JOINS}{metric_join}
-        ORDER BY i.created_at DESC, i.completion_id DESC"""
+        FROM sel i {_JOINS}{metric_join} {order}"""
     return sql, params
 
 
@@ -175,7 +181,8 @@ def interactions(
     offset: int = 0,
     max_staleness: float | None = None,
 ) -> pd.DataFrame:
-    """Matching interactions, newest first, one column per metric key; `limit=None` means all."""
+    """Matching interactions, one column per metric key: a page newest first, or with
+    `limit=None` every row in storage order (sort it if needed)."""
     if limit is not None and (limit < 0 or offset < 0):
         raise InvalidInputError("limit and offset must not be negative")
     copy, synced = _fresh(engine, max_staleness)

@@ -45,6 +45,7 @@ class _LogTable:
     name: str
     source: str
     key: str
+    partition: tuple[str, str]  # (store column, copy catalog table): leads the created_at index
     columns: tuple[tuple[str, str, str], ...]  # (name, arrow type, duckdb expression type)
 
     def sqlite_select(self) -> str:
@@ -73,6 +74,7 @@ INTERACTIONS = _LogTable(
     name="interactions",
     source="interaction",
     key="completion_id",
+    partition=("project_id", "projects"),
     columns=(
         ("completion_id", "uuid", "UUID"),
         ("request_id", "str", "VARCHAR"),
@@ -103,6 +105,7 @@ METRIC_VALUES = _LogTable(
     name="metric_values",
     source="metric_value",
     key="id",
+    partition=("metric_id", "metrics"),
     columns=(
         ("id", "uuid", "UUID"),
         ("completion_id", "uuid", "UUID"),
@@ -118,6 +121,7 @@ COMPARISONS = _LogTable(
     name="comparisons",
     source="comparison",
     key="id",
+    partition=("metric_id", "metrics"),
     columns=(
         ("id", "uuid", "UUID"),
         ("project_id", "int", "INTEGER"),
@@ -274,8 +278,8 @@ class AnalyticsCopy:
         where, params = "", dict[str, Any]()
         if watermark is not None:
             since = datetime.fromisoformat(watermark).replace(tzinfo=UTC) - SYNC_WINDOW
-            where, params = self._since_clause(since)
-        newest = self._load(connection, table, where, params)
+            where, params = self._since_clause(table, since)
+        newest = self._load(connection, table, where, params, replace=watermark is not None)
         if newest is not None:
             candidate = min(newest, _store_timestamp(started))
             if watermark is None or candidate > watermark:
@@ -297,24 +301,35 @@ class AnalyticsCopy:
         row = self.con.execute(f"SELECT count(*) FROM {table.name}").fetchone()
         return int(row[0]) if row else 0
 
-    def _since_clause(self, since: datetime) -> tuple[str, dict[str, Any]]:
+    def _since_clause(self, table: _LogTable, since: datetime) -> tuple[str, dict[str, Any]]:
+        """`created_at >= since`, led by the partition column so the store uses its index."""
+        column, catalog = table.partition
+        ids = [int(row[0]) for row in self.con.execute(f"SELECT id FROM {catalog}").fetchall()]
+        within = f"{column} IN ({', '.join(str(i) for i in ids) or 'NULL'}) AND "
         if self._postgres:
-            return " WHERE created_at >= %(since)s", {"since": since}
-        return " WHERE created_at >= :since", {"since": _store_timestamp(since)}
+            return f" WHERE {within}created_at >= %(since)s", {"since": since}
+        return f" WHERE {within}created_at >= :since", {"since": _store_timestamp(since)}
 
     def _select(self, table: _LogTable) -> str:
         columns = table.postgres_select() if self._postgres else table.sqlite_select()
         return f"SELECT {columns} FROM {table.source}"
 
     def _load(
-        self, connection: Connection, table: _LogTable, where: str, params: dict[str, Any]
+        self,
+        connection: Connection,
+        table: _LogTable,
+        where: str,
+        params: dict[str, Any],
+        *,
+        replace: bool = True,
     ) -> str | None:
-        """Upsert the store rows matching `where` into the copy; return their newest created_at."""
+        """Upsert the store rows matching `where` into the copy; return their newest created_at.
+        `replace=False` (the first load, into an empty table) skips the delete by key."""
         newest: str | None = None
         for batch in self._fetch(connection, self._select(table) + where, params, table.columns):
             if batch.num_rows == 0:
                 continue
-            self._upsert(table, batch)
+            self._upsert(table, batch, replace=replace)
             created = pc.max(batch.column("created_at")).as_py()
             if created is not None and (newest is None or created > newest):
                 newest = created
@@ -343,16 +358,18 @@ class AnalyticsCopy:
         finally:
             result.close()
 
-    def _upsert(self, table: _LogTable, batch: pa.RecordBatch) -> None:
+    def _upsert(self, table: _LogTable, batch: pa.RecordBatch, *, replace: bool) -> None:
         self.con.register("staging", batch)
         try:
             if table is INTERACTIONS:
                 self._add_label_columns()
-            self.con.execute(
-                f"DELETE FROM {table.name} WHERE {table.key} IN "
-                f"(SELECT CAST({table.key} AS UUID) FROM staging)"
-            )
+            if replace:
+                self.con.execute(
+                    f"DELETE FROM {table.name} WHERE {table.key} IN "
+                    f"(SELECT CAST({table.key} AS UUID) FROM staging)"
+                )
             exprs = [_duck_expr(name, kind, duck) for name, kind, duck in table.columns]
+            source = "staging"
             names = [name for name, _, _ in table.columns]
             params: list[Any] = []
             if table is INTERACTIONS:
@@ -360,13 +377,15 @@ class AnalyticsCopy:
                     "array_to_string(json_extract_string(messages, '$[*].content'), chr(10))"
                 )
                 names.append("prompt_text")
+                # Parse each row's labels once, then read every label column from the map.
+                source = f"(SELECT *, {_LABEL_MAP} AS label_map FROM staging)"
                 for key, column in self.label_columns.items():
-                    exprs.append(f"{_LABEL_MAP}[?]")
+                    exprs.append("label_map[?]")
                     names.append(column)
                     params.append(key)
             self.con.execute(
                 f"INSERT INTO {table.name} ({', '.join(names)}) "
-                f"SELECT {', '.join(exprs)} FROM staging",
+                f"SELECT {', '.join(exprs)} FROM {source}",
                 params,
             )
         finally:
@@ -419,7 +438,7 @@ class AnalyticsCopy:
             else:
                 day_where = " WHERE created_at >= :start AND created_at < :end"
                 day_params = {"start": _store_timestamp(start), "end": _store_timestamp(end)}
-            self._load(connection, table, day_where, day_params)
+            self._load(connection, table, day_where, day_params, replace=False)
 
     @contextmanager
     def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:

