@@ -107,9 +107,8 @@ async def measure(base: str, secret: str, ids: list[str], requests: int, concurr
             assert (await http.post("/api/v1/feedback", json=body)).status_code == 201
 
         elapsed = await _timed(requests, concurrency, rest)
-        print(
-            f"REST POST /feedback      {requests / elapsed:10,.0f} values/s  ({concurrency} clients)"
-        )
+        rate = requests / elapsed
+        print(f"REST POST /feedback      {rate:10,.0f} values/s  ({concurrency} clients)")
 
         async def graphql(index: int) -> None:
             payload = {"query": SCORE, "variables": {"c": ids[-1 - index]}}
@@ -117,9 +116,8 @@ async def measure(base: str, secret: str, ids: list[str], requests: int, concurr
             assert "errors" not in response.json(), response.text
 
         elapsed = await _timed(requests, concurrency, graphql)
-        print(
-            f"GraphQL addDirectScore   {requests / elapsed:10,.0f} values/s  ({concurrency} clients)"
-        )
+        rate = requests / elapsed
+        print(f"GraphQL addDirectScore   {rate:10,.0f} values/s  ({concurrency} clients)")
 
         batch = 1000
         items = [{"completion_id": i, "metric": "quality", "value": 0.9} for i in ids]
@@ -130,9 +128,8 @@ async def measure(base: str, secret: str, ids: list[str], requests: int, concurr
             assert response.json()["failed"] == 0
 
         elapsed = await _timed(len(batches), 4, bulk)
-        print(
-            f"REST POST /feedback/bulk {len(items) / elapsed:10,.0f} values/s  (batches of {batch}, 4 clients)"
-        )
+        rate = len(items) / elapsed
+        print(f"REST POST /feedback/bulk {rate:10,.0f} values/s  (batches of {batch}, 4 clients)")
 
         for name, call in (
             ("REST GET /interactions  ", lambda: http.get(
