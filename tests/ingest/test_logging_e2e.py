@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 from openai import OpenAI
@@ -11,10 +12,11 @@ from sqlalchemy import select
 
 from store.catalog import attach_model, create_model, create_project
 from store.db import create_store_engine
-from store.interactions import INTERACTION_TABLE
+from store.interactions import ATTACHMENT_TABLE, INTERACTION_TABLE
 from store.keys import create_api_key
 from tests.ingest.load_driver import wait_until_stored
 from tests.ingest.test_capture import _dump_tables, _files
+from tests.ingest.test_ingest_api import PNG, _count
 from tests.servers import demo_model, gateway
 
 
@@ -28,7 +30,13 @@ def test_gateway_logs_streams_and_answers_but_never_unstored_requests_or_secrets
     with demo_model(tmp_path / "demo") as upstream:
         engine = create_store_engine(database_url)
         create_project(engine, key="proj")
-        create_model(engine, key="m1", upstream_urls=[upstream], api_key_env="DEMO_UPSTREAM_KEY")
+        create_model(
+            engine,
+            key="m1",
+            upstream_urls=[upstream],
+            api_key_env="DEMO_UPSTREAM_KEY",
+            multimodal=True,
+        )
         attach_model(engine, project_key="proj", model_key="m1", default=True)
         api_key = create_api_key(engine, project_key="proj").secret
         env = {
@@ -51,9 +59,11 @@ def test_gateway_logs_streams_and_answers_but_never_unstored_requests_or_secrets
                     extra_body={"labels": {"kind": "stream"}},
                 )
             )
+            image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
+            with_image: Any = {"role": "user", "content": [{"type": "text", "text": marker}, image]}
             hidden = client.chat.completions.create(
                 model="proj",
-                messages=[{"role": "user", "content": marker}],
+                messages=[with_image],
                 extra_body={"store": False, "labels": {"secret": marker}},
             )
             assert marker in (hidden.choices[0].message.content or "")
@@ -78,7 +88,6 @@ def test_gateway_logs_streams_and_answers_but_never_unstored_requests_or_secrets
                 row.completion: row for row in connection.execute(select(INTERACTION_TABLE)).all()
             }
         dump = _dump_tables(engine)
-        engine.dispose()
     assert set(rows) == {"echo: hello plain world", "echo: hello streamed world"}
     streamed = rows["echo: hello streamed world"]
     assert streamed.labels == {"kind": "stream"}
@@ -88,7 +97,9 @@ def test_gateway_logs_streams_and_answers_but_never_unstored_requests_or_secrets
     assert status["not_stored"] == 2
     assert status["writer"]["written"] == 2
     assert marker not in dump
+    assert _count(engine, ATTACHMENT_TABLE) == 0  # the unstored request's image is not kept
     assert upstream_key not in dump and api_key not in dump
     assert b"hello streamed world" in journal
     assert marker.encode() not in journal
     assert upstream_key.encode() not in journal and api_key.encode() not in journal
+    engine.dispose()
