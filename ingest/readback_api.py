@@ -43,13 +43,13 @@ _METRIC = re.compile(r"^\s*([A-Za-z0-9_.:-]+)\s*(>=|<=|==|=|>|<)\s*(\S+)\s*$")
 _OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte", "=": "eq", "==": "eq"}
 
 
-def parse_label_filter(text: str) -> Condition:
+def parse_label_filter(text: str, project_id: int | None = None) -> Condition:
     """`k=v`, `k=a|b` or a bare `k`."""
     key, sep, value = text.partition("=")
     key = key.strip()
     if not key or " " in key:
         raise InvalidInputError(f"bad label filter {text!r}: use key=value, key=a|b or key")
-    return label_condition(key, value.split("|") if sep else None)
+    return label_condition(key, value.split("|") if sep else None, project_id=project_id)
 
 
 def parse_metric_filter(text: str) -> Condition:
@@ -149,7 +149,7 @@ async def read_interactions(
         if moment is not None and moment.tzinfo is None:
             raise BadRequest("since/until need a timezone, e.g. 2025-01-01T00:00:00Z")
     project_id = await _scope(request, principal, project)
-    conditions: list[Condition] = [parse_label_filter(text) for text in label]
+    conditions: list[Condition] = [parse_label_filter(text, project_id) for text in label]
     conditions += [parse_metric_filter(text) for text in metric]
     if model:
         conditions.append(model_condition(model))

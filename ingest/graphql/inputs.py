@@ -182,11 +182,13 @@ def _string_condition(
     return and_(*parts)
 
 
-def _label(condition: LabelCondition) -> Condition:
+def _label(condition: LabelCondition, project_id: int | None) -> Condition:
     if condition.value is None:
-        return label_condition(condition.key)
+        return label_condition(condition.key, project_id=project_id)
     return _string_condition(
-        condition.value, lambda values: label_condition(condition.key, values), "label"
+        condition.value,
+        lambda values: label_condition(condition.key, values, project_id=project_id),
+        "label",
     )
 
 
@@ -200,21 +202,23 @@ def _text(condition: TextCondition) -> Condition:
     return and_(*parts) if parts else true()
 
 
-def expression_condition(expression: CompletionFilterExpression) -> Condition:
+def expression_condition(
+    expression: CompletionFilterExpression, project_id: int | None = None
+) -> Condition:
     """One SQL condition for a filter tree; an empty expression matches everything."""
     parts: list[Condition] = []
     if expression.and_ is not None:
-        parts.append(and_(true(), *[expression_condition(e) for e in expression.and_]))
+        parts.append(and_(true(), *[expression_condition(e, project_id) for e in expression.and_]))
     if expression.or_:
-        parts.append(or_(*[expression_condition(e) for e in expression.or_]))
+        parts.append(or_(*[expression_condition(e, project_id) for e in expression.or_]))
     if expression.not_ is not None:
-        parts.append(not_(expression_condition(expression.not_)))
+        parts.append(not_(expression_condition(expression.not_, project_id)))
     if expression.timerange is not None:
         parts.append(time_condition(expression.timerange.from_, expression.timerange.to))
     if expression.model is not None:
         parts.append(_string_condition(expression.model, model_condition, "model"))
     if expression.label is not None:
-        parts.append(_label(expression.label))
+        parts.append(_label(expression.label, project_id))
     if expression.scores is not None:
         bounds = expression.scores.value or FloatNumericCondition()
         condition = metric_condition(
@@ -242,7 +246,9 @@ def expression_condition(expression: CompletionFilterExpression) -> Condition:
     return and_(true(), *parts)
 
 
-def filter_conditions(filter: ListCompletionsFilterInput) -> list[Condition]:
+def filter_conditions(
+    filter: ListCompletionsFilterInput, project_id: int | None = None
+) -> list[Condition]:
     """Conditions of the simple filter fields plus the advanced filter (project aside)."""
     conditions: list[Condition] = []
     if filter.models:
@@ -254,7 +260,7 @@ def filter_conditions(filter: ListCompletionsFilterInput) -> list[Condition]:
     if filter.user_id is not None:
         conditions.append(user_condition(filter.user_id))
     for label in filter.labels or ():
-        conditions.append(label_condition(label.key, label.value))
+        conditions.append(label_condition(label.key, label.value, project_id=project_id))
     for score in filter.scores or ():
         conditions.append(
             metric_condition(
@@ -266,7 +272,7 @@ def filter_conditions(filter: ListCompletionsFilterInput) -> list[Condition]:
     if filter.source:
         conditions.append(source_condition([s.value for s in filter.source]))
     if filter.advanced_filter is not None:
-        conditions.append(expression_condition(filter.advanced_filter))
+        conditions.append(expression_condition(filter.advanced_filter, project_id))
     return conditions
 
 

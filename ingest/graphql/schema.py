@@ -16,8 +16,10 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
 
+from ingest.graphql.abtests import AbMutation, AbQuery
 from ingest.graphql.context import (
     EntityNotFound,
     ExpectedError,
@@ -77,7 +79,7 @@ async def _scoped_conditions(
 ) -> tuple[int, list[Condition]]:
     project = await info.context.project(str(filter.project))
     assert project.id is not None
-    return project.id, filter_conditions(filter)
+    return project.id, filter_conditions(filter, project.id)
 
 
 async def _connection(
@@ -316,8 +318,8 @@ class InterlogSchema(strawberry.Schema):
 
 
 schema = InterlogSchema(
-    query=Query,
-    mutation=Mutation,
+    query=merge_types("Query", (Query, AbQuery)),  # A/B campaigns: ingest/graphql/abtests.py
+    mutation=merge_types("Mutation", (Mutation, AbMutation)),
     config=StrawberryConfig(scalar_map=SCALARS),
     extensions=[lambda: MaskErrors(should_mask_error=lambda error: not _is_expected(error))],
 )

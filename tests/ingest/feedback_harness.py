@@ -60,7 +60,7 @@ def live_store(
     }
     args = ["serve", "--port", str(port), "--no-migrate"]
     with interlog_process(args, env=env, cwd=REPO_ROOT, log=workdir / "server.log") as process:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz", process=process)
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=120, process=process)
         engine = create_store_engine(database_url)
         try:
             yield LiveStore(f"http://127.0.0.1:{port}", engine, database_url)
