@@ -24,6 +24,7 @@ from ingest.capture import CaptureMiddleware
 from ingest.errors import install_error_handlers
 from ingest.graphql import create_graphql_router
 from ingest.journal import Journal
+from ingest.limits import LimitsMiddleware
 from ingest.routing import RoutingTable
 from ingest.telemetry import Telemetry
 from ingest.upstream import UpstreamPool
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.telemetry = Telemetry()
     app.add_middleware(CaptureMiddleware)
+    app.add_middleware(LimitsMiddleware, settings=settings)  # outermost: refuse bad input first
     install_error_handlers(app)
     # Routers: one line per API module.
     app.include_router(health.router)

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
         description="Seconds between two checks of the active A/B tests for a significant result "
         "(mSPRT); 0 disables ending tests automatically.",
     )
+    body_timeout_seconds: float = Field(
+        default=30.0, description="Seconds a client may take to send a whole request body."
+    )
     max_json_depth: int = Field(
         default=64, description="Deepest nesting of arrays and objects accepted in a JSON body."
     )

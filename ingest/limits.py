@@ -1,0 +1,254 @@
+"""Request hardening, as pure ASGI middleware in front of every route: bad input gets a clear 4xx.
+
+- Body size: `Content-Length` above INTERLOG_MAX_BODY_BYTES is refused at once (413), and a body
+  sent without it (chunked) is counted while it streams in and refused as soon as it passes.
+- A body must arrive within INTERLOG_BODY_TIMEOUT_SECONDS (408): slow clients cannot hold a slot.
+- JSON bodies: valid UTF-8 (400), no NUL characters (`\\u0000`: PostgreSQL cannot store them in
+  text or jsonb, so they are refused everywhere, on both databases alike), no lone UTF-16
+  surrogates, nesting at most INTERLOG_MAX_JSON_DEPTH deep.
+- Labels (`labels` / `metadata` of chat completions and logged interactions): at most
+  INTERLOG_MAX_LABELS pairs, keys up to INTERLOG_MAX_LABEL_KEY_LENGTH and values up to
+  INTERLOG_MAX_LABEL_VALUE_LENGTH characters (defaults 64 / 128 / 4096: above OpenAI's 16 / 64 /
+  512, and within the store's columns).
+- Path and query: valid UTF-8 once percent-decoded, no NUL.
+
+Checks run on bytes with C-speed scans (regular expressions, `bytes.translate`); only bodies of
+the label-carrying routes are parsed, with orjson. Errors use the REST error shape, or the
+GraphQL one (`{"errors": [...]}`) on /api/graphql.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable
+from itertools import accumulate
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ingest.errors import error_body
+from store.settings import Settings
+
+GRAPHQL_PATH = "/api/graphql"
+LABEL_ROUTES = {
+    "/v1/chat/completions": "chat",
+    "/api/v1/chat/completions": "chat",
+    "/api/v1/interactions": "item",
+    "/api/v1/interactions/bulk": "bulk",
+}
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_KEEP = bytes(range(256)).translate(None, b'[]{}"')
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class RequestRefused(Exception):
+    """A request that breaks a limit: status, code and message for the client."""
+
+    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.param = status, code, message, param
+
+
+def _unescaped(body: bytes) -> bytes:
+    """The JSON text without escaped backslashes: every backslash left starts a real escape."""
+    return body.replace(b"\\\\", b"") if b"\\" in body else body
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text (brackets inside strings ignored).
+
+    C-speed only: drop escaped backslashes and quotes, keep quotes and brackets, and split on
+    quotes: the even pieces lie outside strings."""
+    text = _unescaped(body).replace(b'\\"', b"").translate(None, _KEEP)
+    brackets = b"".join(text.split(b'"')[::2])
+    if not brackets:
+        return 0
+    return max(accumulate(_STEP[b] for b in brackets))
+
+
+def check_json_text(body: bytes, *, max_depth: int) -> None:
+    """UTF-8, no NUL, no lone surrogates, bounded depth; raise RequestRefused otherwise."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        message = f"body is not valid UTF-8 ({exc.reason})"
+        raise RequestRefused(400, "invalid_utf8", message) from exc
+    if b"\x00" in body or (b"\\u0000" in body and b"\\u0000" in _unescaped(body)):
+        raise RequestRefused(400, "null_character", "strings may not contain NUL (\\u0000)")
+    if (b"\\ud" in body or b"\\uD" in body) and _SURROGATE_ESCAPE.search(body):
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            if "surrogate" in str(exc):
+                raise RequestRefused(400, "invalid_unicode", f"invalid JSON string: {exc}") from exc
+    if body.count(b"[") + body.count(b"{") > max_depth and json_depth(body) > max_depth:
+        raise RequestRefused(
+            400, "json_too_deep", f"JSON nests deeper than {max_depth} levels (the limit)"
+        )
+
+
+def check_labels(labels: Any, *, where: str, settings: Settings) -> None:
+    """Label count and key/value lengths within the documented limits."""
+    if not isinstance(labels, dict):
+        return
+    if len(labels) > settings.max_labels:
+        raise RequestRefused(
+            400, "too_many_labels",
+            f"{where}: {len(labels)} labels, at most {settings.max_labels} are accepted", where,
+        )  # fmt: skip
+    for key, value in labels.items():
+        if len(key) > settings.max_label_key_length:
+            raise RequestRefused(
+                400, "label_too_long",
+                f"{where}: label key {key[:32]!r}... is longer than "
+                f"{settings.max_label_key_length} characters", where,
+            )  # fmt: skip
+        if isinstance(value, str) and len(value) > settings.max_label_value_length:
+            raise RequestRefused(
+                400, "label_too_long",
+                f"{where}: value of label {key[:64]!r} is longer than "
+                f"{settings.max_label_value_length} characters", where,
+            )  # fmt: skip
+
+
+def _label_maps(kind: str, body: Any) -> Iterable[tuple[str, Any]]:
+    if not isinstance(body, dict):
+        return
+    if kind in ("chat", "item"):
+        yield "labels", body.get("labels")
+        yield "metadata", body.get("metadata")
+    elif isinstance(body.get("interactions"), list):
+        for index, item in enumerate(body["interactions"]):
+            if isinstance(item, dict):
+                yield f"interactions.{index}.labels", item.get("labels")
+
+
+def check_body(path: str, body: bytes, settings: Settings) -> None:
+    """Every check of a JSON request body."""
+    check_json_text(body, max_depth=settings.max_json_depth)
+    kind = LABEL_ROUTES.get(path)
+    if kind is None or (b'"labels"' not in body and b'"metadata"' not in body):
+        return
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return  # the route reports malformed JSON in its own words
+    for where, labels in _label_maps(kind, parsed):
+        check_labels(labels, where=where, settings=settings)
+
+
+def check_target(scope: Scope) -> None:
+    """Path and query string: valid UTF-8 after percent-decoding, and no NUL."""
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    for part, name in ((raw_path, "path"), (scope.get("query_string", b""), "query")):
+        decoded = unquote_to_bytes(part)
+        if b"\x00" in decoded:
+            raise RequestRefused(400, "null_character", f"the {name} may not contain NUL", name)
+        try:
+            decoded.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestRefused(
+                400, "invalid_utf8", f"the {name} is not valid UTF-8", name
+            ) from exc
+
+
+class LimitsMiddleware:
+    """Enforce the limits above before any route (and before the capture middleware) runs."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            check_target(scope)
+            if scope["method"] not in _BODY_METHODS:
+                await self.app(scope, receive, send)
+                return
+            body = await self._read_body(scope, receive)
+            if body and _is_json(scope):
+                check_body(scope["path"], body, self.settings)
+        except RequestRefused as refused:
+            await _refuse(scope, send, refused)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestRefused(413, "request_too_large", f"body is larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise RequestRefused(
+                            413, "request_too_large", f"body is larger than {limit} bytes"
+                        )
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError as exc:
+            seconds = self.settings.body_timeout_seconds
+            raise RequestRefused(
+                408, "request_timeout", f"the body did not arrive within {seconds:g} s"
+            ) from exc
+        return b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _is_json(scope: Scope) -> bool:
+    content_type = (_header(scope, b"content-type") or "").lower()
+    return "json" in content_type or not content_type
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for the disconnect, as the server would
+
+    return replayed
+
+
+async def _refuse(scope: Scope, send: Send, refused: RequestRefused) -> None:
+    error_type = "invalid_request_error"
+    if scope["path"] == GRAPHQL_PATH:
+        payload: dict[str, Any] = {
+            "errors": [{"message": refused.message, "extensions": {"code": refused.code}}]
+        }
+    else:
+        payload = error_body(refused.message, error_type, refused.code, refused.param)
+    content = orjson.dumps(payload)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(content)).encode()),
+    ]
+    if refused.status in (408, 413):
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
