@@ -2,14 +2,14 @@
 
 Everything takes counts, means and variances (what one SQL aggregate returns), so DuckDB does the
 scanning and only a few numbers per group reach Python.
+scipy is imported on first use: importing scipy.stats takes a second or more, and the gateway
+imports this module at start-up.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-from scipy import stats as sp
 
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
@@ -23,6 +23,8 @@ class Interval:
 
 def mean_interval(n: int, mean: float | None, variance: float | None) -> Interval:
     """Student-t 95% interval of a mean (sample variance, n-1 degrees of freedom)."""
+    from scipy import stats as sp
+
     if n < 2 or mean is None or variance is None or math.isnan(variance):
         return Interval(None, None)
     half = float(sp.t.ppf(1 - ALPHA / 2, n - 1)) * math.sqrt(variance / n)
@@ -31,6 +33,8 @@ def mean_interval(n: int, mean: float | None, variance: float | None) -> Interva
 
 def proportion_interval(n: int, successes: float) -> Interval:
     """Wilson 95% interval of a proportion (well-behaved near 0 and 1, unlike Wald)."""
+    from scipy import stats as sp
+
     if n == 0:
         return Interval(None, None)
     z = float(sp.norm.ppf(1 - ALPHA / 2))
@@ -45,6 +49,8 @@ def welch_p_value(
     n1: int, mean1: float, var1: float, n2: int, mean2: float, var2: float
 ) -> float | None:
     """Two-sided Welch's t-test p-value from summary statistics."""
+    from scipy import stats as sp
+
     if n1 < 2 or n2 < 2:
         return None
     result = sp.ttest_ind_from_stats(
@@ -56,6 +62,8 @@ def welch_p_value(
 
 def two_proportion_p_value(n1: int, x1: float, n2: int, x2: float) -> float | None:
     """Two-sided pooled two-proportion z-test p-value."""
+    from scipy import stats as sp
+
     if n1 == 0 or n2 == 0:
         return None
     pooled = (x1 + x2) / (n1 + n2)
@@ -68,6 +76,8 @@ def two_proportion_p_value(n1: int, x1: float, n2: int, x2: float) -> float | No
 
 def binomial_p_value(wins: int, losses: int) -> float | None:
     """Two-sided exact binomial test of wins vs losses against 50% (ties excluded)."""
+    from scipy import stats as sp
+
     if wins + losses == 0:
         return None
     return float(sp.binomtest(wins, wins + losses, 0.5).pvalue)
