@@ -1,279 +1,232 @@
-"""Gateway benchmark: requests/s and p50/p99 latency, direct to the upstream vs through Interlog.
+"""Gateway benchmark: requests/s and p50/p99 latency, direct vs through Interlog vs LiteLLM.
 
 Run from the repository root:  python bench/gateway.py [--duration 5] [--concurrency 1 16 64]
+(or `python -m bench gateway ...`).
 
-It starts `interlog demo-model` and `interlog serve` (on a fresh SQLite store in a temporary
-directory, logging on) on free loopback ports, drives them with `wrk` (POST via a Lua script)
-or, without wrk, a bounded aiohttp load generator, prints a table, and stops every server it
-started by PID. Targets on a 2-core machine: >= 2,000 req/s at 16 clients through Interlog,
-<= 0.5 ms added p50 at 1 client.
+It starts a fast fake upstream (bench/fake_upstream.py, raw ASGI under uvicorn) and measures it
+directly, then through `interlog serve` with logging on, on a fresh SQLite store and on a scratch
+PostgreSQL database (created and dropped on 127.0.0.1:5432), then through the LiteLLM proxy
+(bench/litellm_proxy.py; skipped with the reason if it cannot be installed). Each cell is driven
+by `wrk` (POST via a Lua script) or, without wrk, a bounded aiohttp load generator. After each
+Interlog cell it waits for the journal writer to drain and checks rows logged == requests sent.
+Streaming: median time to first token, direct and through Interlog. The gateway's RSS is sampled
+at rest and under load. Every server is stopped by PID. Targets on a 2-core machine: >= 2,000
+req/s and >= 40x LiteLLM at 16 clients through Interlog, <= 0.5 ms added p50 at 1 client.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
-import re
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import litellm_proxy, loadgen, memory, profile, services  # noqa: E402
 
 BODY = {"messages": [{"role": "user", "content": "hello from the benchmark"}], "max_tokens": 8}
+DIRECT_BODY = {**BODY, "model": "demo"}
+INTERLOG_BODY = {**BODY, "model": "bench"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _row(system: str, clients: int, result: loadgen.LoadResult, **extra: Any) -> dict[str, Any]:
+    return {"system": system, "clients": clients, **result.as_dict(), **extra}
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited ({process.returncode}) before {url} answered")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise TimeoutError(url)
+def _print_row(row: dict[str, Any]) -> None:
+    logged = row.get("logged")
+    ok = logged == row.get("expected")
+    check = "" if logged is None else f"{logged:>8}{'  ok' if ok else '  MISMATCH'}"
+    print(
+        f"{row['system']:<26}{row['clients']:>8}{row['rps']:>10.0f}{row['p50']:>9.2f}"
+        f"{row['p99']:>9.2f}{row['errors']:>8}{row['sent']:>8}{check}",
+        flush=True,
+    )
 
 
 @contextmanager
-def interlog(args: list[str], env: dict[str, str], log: Path) -> Iterator[int]:
-    """Run `python -m ingest ARGS`; yields its PID and always stops it (by PID)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOG_")}
-    full_env.update(env)
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ingest", *args],
-            cwd=ROOT,
-            env=full_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+def _store(backend: str, workdir: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'gateway.db'}"
+    else:
+        with services.postgres_database() as url:
+            yield url
+
+
+def measure_interlog(
+    gateway: services.Gateway,
+    system: str,
+    *,
+    duration: float,
+    concurrency: tuple[int, ...],
+    store_false_at: int | None,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Every cell through one gateway (rows logged checked), its RSS at rest and under load."""
+    loadgen.run_load(gateway.chat_url, INTERLOG_BODY, gateway.key, 4, 1)  # warm-up
+    services.drain_and_count(gateway)
+    rows = []
+    rss = {"rest_mb": memory.rss_mb(gateway.pid), "load_mb": 0.0}
+    for clients in concurrency:
+        before = services.drain_and_count(gateway)
+        with memory.RssSampler(gateway.pid) as sampler:
+            result = loadgen.run_load(
+                gateway.chat_url, INTERLOG_BODY, gateway.key, clients, duration
+            )
+        logged = services.drain_and_count(gateway, expected=before + result.sent) - before
+        rss["load_mb"] = max(rss["load_mb"], sampler.peak)
+        rows.append(_row(system, clients, result, logged=logged, expected=result.sent))
+        _print_row(rows[-1])
+    if store_false_at:
+        before = services.drain_and_count(gateway)
+        body = {**INTERLOG_BODY, "store": False}
+        result = loadgen.run_load(gateway.chat_url, body, gateway.key, store_false_at, duration)
+        logged = services.drain_and_count(gateway, expected=before) - before
+        rows.append(
+            _row(f"{system} store=false", store_false_at, result, logged=logged, expected=0)
         )
-        try:
-            yield process.pid
-        finally:
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.kill(process.pid, signal.SIGKILL)
-                    process.wait()
+        _print_row(rows[-1])
+    rss["after_mb"] = memory.rss_mb(gateway.pid)
+    return rows, rss
 
 
-def _millis(text: str) -> float:
-    match = re.fullmatch(r"([0-9.]+)(us|ms|s)", text)
-    if not match:
-        raise ValueError(text)
-    value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+def run(
+    *,
+    duration: float = 5,
+    concurrency: tuple[int, ...] = (1, 16, 64),
+    fsync: str = "batch",
+    backends: tuple[str, ...] = ("sqlite", "postgres"),
+    litellm: bool = True,
+    ttft_requests: int = 200,
+    profile_seconds: float = 0,
+) -> dict[str, Any]:
+    """Every system at every concurrency; a dict of rows, TTFT, memory, skips and profile."""
+    out: dict[str, Any] = {
+        "tool": loadgen.tool_name(),
+        "duration": duration,
+        "fsync": fsync,
+        "rows": [],
+        "ttft": {},
+        "memory": {},
+        "skipped": {},
+    }
+    print(f"{'system':<26}{'clients':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+          f"{'sent':>8}{'logged':>8}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="interlog-bench-") as tmp, ExitStack() as stack:
+        workdir = Path(tmp)
+        upstream = stack.enter_context(services.fake_upstream(workdir))
+        direct_url = f"{upstream}/chat/completions"
+        loadgen.run_load(direct_url, DIRECT_BODY, None, 4, 1)  # warm-up
+        for clients in concurrency:
+            result = loadgen.run_load(direct_url, DIRECT_BODY, None, clients, duration)
+            out["rows"].append(_row("direct", clients, result))
+            _print_row(out["rows"][-1])
+        out["ttft"]["direct"] = loadgen.time_to_first_token(
+            direct_url, DIRECT_BODY, None, ttft_requests
+        )
+        for backend in backends:
+            system = f"interlog {backend}"
+            if backend == "postgres" and (reason := services.postgres_available()):
+                out["skipped"][system] = reason
+                print(f"{system}: skipped ({reason})")
+                continue
+            with (
+                _store(backend, workdir) as database_url,
+                services.interlog_gateway(database_url, upstream, workdir, fsync=fsync) as gateway,
+            ):
+                rows, rss = measure_interlog(
+                    gateway,
+                    system,
+                    duration=duration,
+                    concurrency=concurrency,
+                    store_false_at=16 if backend == "sqlite" and 16 in concurrency else None,
+                )
+                out["rows"] += rows
+                out["memory"][system] = rss
+                out["ttft"][system] = loadgen.time_to_first_token(
+                    gateway.chat_url, INTERLOG_BODY, gateway.key, ttft_requests
+                )
+                if profile_seconds and backend == "sqlite":
+                    out["profile"] = profile.profile_under_load(
+                        gateway, INTERLOG_BODY, clients=64, seconds=profile_seconds, workdir=workdir
+                    )
+        if litellm:
+            _measure_litellm(out, upstream, workdir, duration, concurrency)
+    return out
 
 
-def run_wrk(
-    url: str, body: dict[str, Any], key: str | None, clients: int, seconds: int
-) -> dict[str, float]:
-    lines = [
-        'wrk.method = "POST"',
-        f"wrk.body = {json.dumps(json.dumps(body))}",
-        'wrk.headers["Content-Type"] = "application/json"',
-    ]
-    if key:
-        lines.append(f'wrk.headers["Authorization"] = "Bearer {key}"')
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write("\n".join(lines) + "\n")
+def _measure_litellm(
+    out: dict[str, Any], upstream: str, workdir: Path, duration: float, concurrency: tuple[int, ...]
+) -> None:
+    system = "litellm proxy"
     try:
-        threads = min(clients, 2)
-        output = subprocess.run(
-            [
-                "wrk",
-                f"-t{threads}",
-                f"-c{clients}",
-                f"-d{seconds}s",
-                "--latency",
-                "-s",
-                script.name,
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        os.unlink(script.name)
-    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = _millis(re.search(r"\s50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    p99 = _millis(re.search(r"\s99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    return {"rps": rps, "p50": p50, "p99": p99, "errors": float(errors.group(1)) if errors else 0.0}
+        with litellm_proxy.litellm_proxy(upstream, workdir) as (url, pid):
+            key = litellm_proxy.MASTER_KEY
+            loadgen.run_load(url, INTERLOG_BODY, key, 2, 2)  # warm-up
+            rss = {"rest_mb": memory.rss_mb(pid), "load_mb": 0.0}
+            for clients in concurrency:
+                with memory.RssSampler(pid) as sampler:
+                    result = loadgen.run_load(url, INTERLOG_BODY, key, clients, duration)
+                rss["load_mb"] = max(rss["load_mb"], sampler.peak)
+                out["rows"].append(_row(system, clients, result))
+                _print_row(out["rows"][-1])
+            rss["after_mb"] = memory.rss_mb(pid)
+            out["memory"][system] = rss
+            out["litellm_version"] = litellm_proxy.installed_version()
+    except litellm_proxy.LiteLLMUnavailable as exc:
+        out["skipped"][system] = str(exc)
+        print(f"{system}: skipped ({exc})")
 
 
-def run_aiohttp(
-    url: str, body: dict[str, Any], key: str | None, clients: int, seconds: int
-) -> dict[str, float]:
-    """A bounded closed-loop load generator: `clients` workers, each one request at a time."""
-    import aiohttp
-
-    async def main() -> dict[str, float]:
-        latencies: list[float] = []
-        errors = 0
-        headers = {"Content-Type": "application/json"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        payload = json.dumps(body).encode()
-        deadline = time.perf_counter() + seconds
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
-
-            async def worker() -> None:
-                nonlocal errors
-                while time.perf_counter() < deadline:
-                    start = time.perf_counter()
-                    async with session.post(url, data=payload, headers=headers) as response:
-                        await response.read()
-                        if response.status != 200:
-                            errors += 1
-                    latencies.append((time.perf_counter() - start) * 1000)
-
-            began = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(clients)))
-            elapsed = time.perf_counter() - began
-        latencies.sort()
-        return {
-            "rps": len(latencies) / elapsed,
-            "p50": latencies[len(latencies) // 2],
-            "p99": latencies[int(len(latencies) * 0.99)],
-            "errors": float(errors),
-        }
-
-    return asyncio.run(main())
+def print_summary(out: dict[str, Any]) -> None:
+    rows = {(row["system"], row["clients"]): row for row in out["rows"]}
+    for (system, clients), row in rows.items():
+        direct = rows.get(("direct", clients))
+        if system.startswith("interlog") and "store=false" not in system and direct:
+            print(f"added p50 through {system} at {clients} client(s): "
+                  f"{row['p50'] - direct['p50']:.2f} ms")  # fmt: skip
+    for system, ttft in out["ttft"].items():
+        print(f"time to first token, {system}: p50 {ttft['ttft_p50']:.2f} ms")
+    for system, rss in out["memory"].items():
+        print(f"RSS {system}: {rss['rest_mb']:.0f} MB at rest, {rss['load_mb']:.0f} MB under load")
+    for system, reason in out["skipped"].items():
+        print(f"skipped {system}: {reason}")
 
 
-def seed(database_url: str, upstream: str) -> str:
-    import migrations
-    from store.catalog import attach_model, create_model, create_project
-    from store.db import create_store_engine
-    from store.keys import create_api_key
-
-    migrations.upgrade(database_url)
-    engine = create_store_engine(database_url)
-    create_project(engine, key="bench")
-    create_model(engine, key="demo", upstream_urls=[upstream])
-    attach_model(engine, project_key="bench", model_key="demo", default=True)
-    secret = create_api_key(engine, project_key="bench").secret
-    engine.dispose()
-    return secret
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m bench gateway",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=5, help="seconds per measurement")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--fsync", default="batch", help="INTERLOG_JOURNAL_FSYNC for the gateway")
-    args = parser.parse_args()
-    runner = run_wrk if shutil.which("wrk") else run_aiohttp
-    tool = "wrk" if runner is run_wrk else "aiohttp load generator"
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        demo_port, gateway_port = free_port(), free_port()
-        upstream = f"http://127.0.0.1:{demo_port}/v1"
-        database_url = f"sqlite:///{work / 'bench.db'}"
-        with interlog(["demo-model", "--port", str(demo_port)], {}, work / "demo.log") as demo_pid:
-            key = seed(database_url, upstream)
-            env = {
-                "INTERLOG_DATABASE_URL": database_url,
-                "INTERLOG_JOURNAL_DIR": str(work / "journal"),
-                "INTERLOG_JOURNAL_FSYNC": args.fsync,
-                "INTERLOG_LOG_LEVEL": "warning",
-            }
-            serve = ["serve", "--port", str(gateway_port), "--no-migrate"]
-            with interlog(serve, env, work / "gateway.log") as gateway_pid:
-                base = f"http://127.0.0.1:{gateway_port}"
-                wait_until_up(f"http://127.0.0.1:{demo_port}/v1/models", _Process(demo_pid))
-                wait_until_up(f"{base}/healthz", _Process(gateway_pid))
-                targets = [
-                    ("direct", f"{upstream}/chat/completions", {**BODY, "model": "demo"}, None),
-                    (
-                        "interlog",
-                        f"{base}/api/v1/chat/completions",
-                        {**BODY, "model": "bench"},
-                        key,
-                    ),
-                    (
-                        "interlog store=false",
-                        f"{base}/api/v1/chat/completions",
-                        {**BODY, "model": "bench", "store": False},
-                        key,
-                    ),
-                ]
-                for _, url, body, target_key in targets:  # warm up connections and caches
-                    runner(url, body, target_key, 4, 1)
-                results = {}
-                for name, url, body, target_key in targets:
-                    for clients in args.concurrency:
-                        results[(name, clients)] = runner(
-                            url, body, target_key, clients, args.duration
-                        )
-            stored = _count_interactions(database_url)
-    print(f"\nGateway benchmark ({tool}, {args.duration} s per cell, journal fsync={args.fsync})\n")
-    print(f"{'target':<22}{'clients':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for (name, clients), result in results.items():
-        print(
-            f"{name:<22}{clients:>8}{result['rps']:>10.0f}{result['p50']:>9.2f}"
-            f"{result['p99']:>9.2f}{result['errors']:>8.0f}"
-        )
-    for clients in args.concurrency:
-        added = results[("interlog", clients)]["p50"] - results[("direct", clients)]["p50"]
-        print(f"added p50 through Interlog at {clients} client(s): {added:.2f} ms")
-    print(f"interactions stored by the gateway's logging: {stored}")
-
-
-class _Process:
-    """Adapter so wait_until_up can check a PID we started for early exit."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            self.returncode = -1
-            return -1
-        return None
-
-
-def _count_interactions(database_url: str) -> int:
-    from sqlalchemy import text
-
-    from store.db import create_store_engine
-
-    engine = create_store_engine(database_url)
-    with engine.connect() as connection:
-        count = connection.execute(text("SELECT count(*) FROM interaction")).scalar_one()
-    engine.dispose()
-    return int(count)
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
+    parser.add_argument("--no-litellm", dest="litellm", action="store_false")
+    parser.add_argument("--ttft-requests", type=int, default=200)
+    parser.add_argument("--profile", type=float, default=0, help="py-spy seconds at 64 clients")
+    args = parser.parse_args(argv)
+    print(f"\nGateway benchmark ({loadgen.tool_name()}, {args.duration:g} s per cell, "
+          f"journal fsync={args.fsync})\n")  # fmt: skip
+    out = run(
+        duration=args.duration,
+        concurrency=tuple(args.concurrency),
+        fsync=args.fsync,
+        backends=tuple(args.backends),
+        litellm=args.litellm,
+        ttft_requests=args.ttft_requests,
+        profile_seconds=args.profile,
+    )
+    print_summary(out)
+    return out
 
 
 if __name__ == "__main__":
+    services.stop_on_sigterm()
     main()

@@ -109,7 +109,9 @@ def _count(database_url: str) -> int:
         engine.dispose()
 
 
-def run_backend(name: str, database_url: str, args: argparse.Namespace, workdir: Path) -> None:
+def run_backend(
+    name: str, database_url: str, args: argparse.Namespace, workdir: Path
+) -> dict[str, Any]:
     key = _seed(database_url)
     port = free_port()
     env = {
@@ -121,7 +123,7 @@ def run_backend(name: str, database_url: str, args: argparse.Namespace, workdir:
     log = workdir / f"gateway-{name}.log"
     with interlog_process(command, env=env, cwd=ROOT, log=log) as process:
         url = f"http://127.0.0.1:{port}"
-        wait_for_http(url + "/healthz", process=process)
+        wait_for_http(url + "/healthz", process=process, timeout=120)
         asyncio.run(_drive(url, key, min(args.items, 2 * args.batch), args.batch, args.senders))
         before = _count(database_url)
         sent, seconds = asyncio.run(_drive(url, key, args.items, args.batch, args.senders))
@@ -131,6 +133,16 @@ def run_backend(name: str, database_url: str, args: argparse.Namespace, workdir:
         f"(batch {args.batch}, {args.senders} senders, {args.workers} worker(s)); "
         f"stored {stored:,d}"
     )
+    return {
+        "backend": name,
+        "sent": sent,
+        "seconds": seconds,
+        "rate": sent / seconds,
+        "stored": stored,
+        "batch": args.batch,
+        "senders": args.senders,
+        "workers": args.workers,
+    }
 
 
 def _pg_conninfo(url: str) -> str:
@@ -142,28 +154,40 @@ def _pg_conninfo(url: str) -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--senders", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
-    args = parser.parse_args()
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every backend of ARGS (items, batch, senders, workers, backend); a result per backend."""
+    results = []
     with tempfile.TemporaryDirectory(prefix="interlog-bench-") as tmp:
         workdir = Path(tmp)
         if args.backend in ("sqlite", "both"):
-            run_backend("sqlite", f"sqlite:///{workdir / 'bench.db'}", args, workdir)
+            results.append(
+                run_backend("sqlite", f"sqlite:///{workdir / 'bench.db'}", args, workdir)
+            )
         if args.backend in ("postgres", "both"):
             name = f"interlog_bench_{uuid.uuid4().hex[:8]}"
             with psycopg.connect(_pg_conninfo(PG_SERVER), autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"'.encode())
             try:
                 url = make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
-                run_backend("postgres", url, args, workdir)
+                results.append(run_backend("postgres", url, args, workdir))
             finally:
                 with psycopg.connect(_pg_conninfo(PG_SERVER), autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":

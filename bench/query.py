@@ -240,48 +240,54 @@ def measure(name: str, url: str, workdir: Path) -> list[tuple[str, str, str]]:
     return [(name, what, value) for what, value in results]
 
 
-def main() -> None:
+def run_backend(backend: str, rows: int, workdir: Path) -> list[tuple[str, str, str]]:
+    """Load ROWS synthetic interactions into a fresh BACKEND store and time the analytics."""
+    results: list[tuple[str, str, str]] = []
+    if backend == "sqlite":
+        path = workdir / "bench.db"
+        seconds, _ = timed(lambda: load_sqlite(path, rows))
+        results.append(
+            ("sqlite", f"generate + load {rows} rows (sqlite3 executemany)", f"{seconds:.0f} s")
+        )
+        results += measure("sqlite", f"sqlite:///{path}", workdir)
+        path.unlink()
+        return results
+    name = f"interlog_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+    url = (
+        make_url(POSTGRES_SERVER)
+        .set(drivername="postgresql+psycopg", database=name)
+        .render_as_string(hide_password=False)
+    )
+    try:
+        seconds, _ = timed(lambda: load_postgres(url, rows))
+        results.append(("postgres", f"generate + load {rows} rows (COPY)", f"{seconds:.0f} s"))
+        results += measure("postgres", url, workdir)
+    finally:
+        with psycopg.connect(POSTGRES_SERVER, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+    return results
+
+
+def run(rows: int, backends: list[str]) -> list[tuple[str, str, str]]:
+    """Every backend in turn (printing each one's lines as it finishes); all the lines."""
+    results: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="interlog-bench-") as tmp:
+        for backend in backends:
+            lines = run_backend(backend, rows, Path(tmp))
+            for row in lines:
+                print(f"{row[0]:<9} {row[1]:<62} {row[2]}", flush=True)
+            results += lines
+    return results
+
+
+def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--backends", default="sqlite,postgres")
-    args = parser.parse_args()
-    results: list[tuple[str, str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="interlog-bench-") as tmp:
-        workdir = Path(tmp)
-        for backend in args.backends.split(","):
-            if backend == "sqlite":
-                path = workdir / "bench.db"
-                seconds, _ = timed(lambda path=path: load_sqlite(path, args.rows))
-                results.append(
-                    (
-                        "sqlite",
-                        f"generate + load {args.rows} rows (sqlite3 executemany)",
-                        f"{seconds:.0f} s",
-                    )
-                )
-                results += measure("sqlite", f"sqlite:///{path}", workdir)
-                path.unlink()
-            else:
-                name = f"interlog_bench_{uuid.uuid4().hex[:8]}"
-                with psycopg.connect(POSTGRES_SERVER, autocommit=True) as admin:
-                    admin.execute(f'CREATE DATABASE "{name}"'.encode())
-                url = (
-                    make_url(POSTGRES_SERVER)
-                    .set(drivername="postgresql+psycopg", database=name)
-                    .render_as_string(hide_password=False)
-                )
-                try:
-                    seconds, _ = timed(lambda url=url: load_postgres(url, args.rows))
-                    results.append(
-                        ("postgres", f"generate + load {args.rows} rows (COPY)", f"{seconds:.0f} s")
-                    )
-                    results += measure("postgres", url, workdir)
-                finally:
-                    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as admin:
-                        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
-            for row in results:
-                print(f"{row[0]:<9} {row[1]:<62} {row[2]}", flush=True)
-            results = []
+    args = parser.parse_args(argv)
+    return run(args.rows, args.backends.split(","))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,155 @@
+"""`python -m bench`: every benchmark in one run, written to docs/benchmarks.md and .png.
+
+    python -m bench [--quick] [--only gateway ingest ...]   # all of them (or some), plus the report
+    python -m bench gateway|ingest|query|memory|litellm|load [ARGS]   # one benchmark alone
+
+The full run takes about 10 minutes on 2 cores (--quick: about 3). Every server it starts
+listens on loopback and is stopped by PID, also on Ctrl-C or an error. Results also go to
+docs/benchmarks.json (the raw numbers behind the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import gateway, memory, report, services
+
+DOCS = services.ROOT / "docs"
+ALL = ("gateway", "ingest", "query", "load")
+
+
+def run_ingest(quick: bool) -> list[dict[str, Any]]:
+    from bench import ingest
+
+    items = "10000" if quick else "100000"
+    return ingest.run(ingest.parse_args(["--items", items, "--backend", "both"]))
+
+
+def run_query(quick: bool) -> dict[str, Any]:
+    from bench import query
+
+    rows = 50_000 if quick else 1_000_000
+    backends = ["sqlite"] if quick else ["sqlite", "postgres"]
+    lines = query.run(rows, backends)
+    label_ms = {}
+    for backend, what, value in lines:
+        if what.startswith("label filter (") and "summary" in what:
+            label_ms[backend] = float(re.match(r"([0-9.]+) ms", value).group(1))  # type: ignore[union-attr]
+    return {"rows": rows, "lines": lines, "label_ms": label_ms}
+
+
+def run_load(
+    quick: bool, requests: int | None = None, clients: int | None = None
+) -> dict[str, Any]:
+    """tests/test_load.py under pytest with the full size (20,000 requests at 100 clients)."""
+    requests = requests or (2000 if quick else 20_000)
+    clients = clients or (50 if quick else 100)
+    env = {**os.environ, "LOAD_TEST_REQUESTS": str(requests), "LOAD_TEST_CLIENTS": str(clients)}
+    command = [sys.executable, "-m", "pytest", "tests/test_load.py", "-q", "-s", "-m", "load"]
+    command += ["-p", "no:cacheprovider", "-o", "timeout=900"]
+    started = time.perf_counter()
+    done = subprocess.run(
+        command, cwd=services.ROOT, env=env, capture_output=True, text=True, timeout=1200
+    )
+    summary = [line for line in done.stdout.splitlines() if line.startswith("load:")]
+    tail = done.stdout.strip().splitlines()[-15:]
+    return {
+        "requests": requests,
+        "clients": clients,
+        "passed": done.returncode == 0,
+        "seconds": time.perf_counter() - started,
+        "summary": "\n".join(summary if done.returncode == 0 else tail),
+    }
+
+
+def _guarded(name: str, function: Any, *args: Any) -> Any:
+    """Run one benchmark; a failure is reported in the results instead of ending the run."""
+    print(f"\n=== {name} ===", flush=True)
+    try:
+        return function(*args)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        print(f"{name} failed: {exc!r}", flush=True)
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+
+
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    results: dict[str, Any] = {"machine": report.machine(), "quick": args.quick}
+    only = set(args.only or ALL)
+    if "gateway" in only:
+        results["gateway"] = _guarded(
+            "gateway",
+            lambda: gateway.run(
+                duration=2 if args.quick else 5,
+                ttft_requests=50 if args.quick else 300,
+                profile_seconds=3 if args.quick else 6,
+            ),
+        )
+    if "ingest" in only:
+        results["ingest"] = _guarded("ingest", run_ingest, args.quick)
+    if "query" in only:
+        results["query"] = _guarded("query", run_query, args.quick)
+    if "load" in only:
+        results["load"] = _guarded("load test", run_load, args.quick)
+    results["elapsed"] = time.perf_counter() - started
+    return results
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmarks.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    report.write_markdown(results, out / "benchmarks.md")
+    if isinstance(results.get("gateway"), dict) and results["gateway"].get("rows"):
+        report.write_plot(results["gateway"], out / "benchmarks.png")
+    print(f"\nwrote {out / 'benchmarks.md'}")
+    for check in report.targets(results):
+        verdict = {True: "met", False: "MISSED", None: "n/a"}[check["met"]]
+        print(f"  {verdict:<7} {check['target']}: {check['measured']}  {check['gap']}")
+
+
+def main() -> None:
+    services.stop_on_sigterm()
+    commands = {
+        "gateway": gateway.main,
+        "memory": memory.main,
+        "litellm": lambda argv: __import__("bench.litellm_proxy").litellm_proxy.main(argv),
+        "ingest": lambda argv: __import__("bench.ingest").ingest.main(argv),
+        "query": lambda argv: __import__("bench.query").query.main(argv),
+    }
+    argv = sys.argv[1:]
+    if argv and argv[0] in commands:
+        commands[argv[0]](argv[1:])
+        return
+    if argv and argv[0] == "load":
+        parser = argparse.ArgumentParser(prog="python -m bench load")
+        parser.add_argument("--requests", type=int, default=20_000)
+        parser.add_argument("--clients", type=int, default=100)
+        load_args = parser.parse_args(argv[1:])
+        result = run_load(False, load_args.requests, load_args.clients)
+        print(("passed" if result["passed"] else "FAILED") + f" in {result['seconds']:.1f} s")
+        print(result["summary"])
+        sys.exit(0 if result["passed"] else 1)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, short cells")
+    parser.add_argument("--only", nargs="+", choices=ALL, help="run only these benchmarks")
+    parser.add_argument("--out", type=Path, default=DOCS, help="where the report goes")
+    parser.add_argument("--from-json", type=Path, help="re-render a report from benchmarks.json")
+    args = parser.parse_args(argv)
+    if args.from_json:
+        write_report(json.loads(args.from_json.read_text()), args.out)
+        return
+    write_report(run_all(args), args.out)
+
+
+if __name__ == "__main__":
+    main()

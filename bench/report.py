@@ -1,0 +1,318 @@
+"""docs/benchmarks.md and docs/benchmarks.png from the results of `python -m bench`.
+
+`targets(results)` checks every target of issue 9 (met or not, and by how much it was missed);
+`write_markdown` renders a table per benchmark with the machine and the date; `write_plot`
+draws requests/s and p50/p99 latency per system and concurrency (matplotlib, no display).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+LITELLM = "litellm proxy"
+
+
+def machine() -> dict[str, Any]:
+    """CPU count and model, memory, OS, Python: printed at the top of the report."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gb": psutil.virtual_memory().total / 2**30,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_average": os.getloadavg(),
+    }
+
+
+def _cell(results: dict[str, Any], system: str, clients: int) -> dict[str, Any] | None:
+    for row in results.get("gateway", {}).get("rows", []):
+        if row["system"] == system and row["clients"] == clients:
+            return dict(row)
+    return None
+
+
+def _at_least(name: str, value: float | None, target: float, unit: str) -> dict[str, Any]:
+    if value is None:
+        return {"target": name, "measured": "not measured", "met": None, "gap": "-"}
+    met = value >= target
+    gap = "-" if met else f"{target - value:,.1f} {unit} short ({(1 - value / target):.0%} below)"
+    return {"target": name, "measured": f"{value:,.1f} {unit}", "met": met, "gap": gap}
+
+
+def _at_most(name: str, value: float | None, target: float, unit: str) -> dict[str, Any]:
+    if value is None:
+        return {"target": name, "measured": "not measured", "met": None, "gap": "-"}
+    met = value <= target
+    gap = "-" if met else f"{value - target:,.2f} {unit} over ({value / target:.1f}x the limit)"
+    return {"target": name, "measured": f"{value:,.2f} {unit}", "met": met, "gap": gap}
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of issue 9 with what was measured, whether it was met, and the gap."""
+    checks: list[dict[str, Any]] = []
+    systems = [s for s in ("interlog sqlite", "interlog postgres") if _cell(results, s, 16)]
+    litellm = _cell(results, LITELLM, 16)
+    for system in systems or ["interlog sqlite"]:
+        cell = _cell(results, system, 16)
+        ratio = cell["rps"] / litellm["rps"] if cell and litellm and litellm["rps"] else None
+        checks.append(_at_least(f"{system}: >= 40x LiteLLM req/s at 16 clients", ratio, 40, "x"))
+        rps = cell["rps"] if cell else None
+        checks.append(_at_least(f"{system}: >= 2,000 req/s at 16 clients", rps, 2000, "req/s"))
+        one, direct = _cell(results, system, 1), _cell(results, "direct", 1)
+        added = one["p50"] - direct["p50"] if one and direct else None
+        checks.append(_at_most(f"{system}: added p50 at 1 client <= 0.5 ms", added, 0.5, "ms"))
+    ingest = results.get("ingest")
+    for row in ingest if isinstance(ingest, list) else []:
+        name = f"bulk ingest into {row['backend']} >= 20,000 interactions/s"
+        checks.append(_at_least(name, row["rate"], 20_000, "/s"))
+    query = results.get("query", {})
+    for backend, ms in query.get("label_ms", {}).items():
+        rows = query.get("rows", 0)
+        checks.append(_at_most(f"{rows:,}-row label query ({backend}) <= 100 ms", ms, 100, "ms"))
+    for system, rss in results.get("gateway", {}).get("memory", {}).items():
+        if system.startswith("interlog"):
+            checks.append(
+                _at_most(f"{system}: RSS under load <= 200 MB", rss["load_mb"], 200, "MB")
+            )
+    return checks
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(value) for value in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _met(value: bool | None) -> str:
+    return "n/a" if value is None else ("yes" if value else "**no**")
+
+
+def _gateway_section(gateway: dict[str, Any]) -> list[str]:
+    out = ["## Gateway: fake upstream direct, through Interlog (logging on), through LiteLLM", ""]
+    if "error" in gateway:
+        return [*out, f"Failed: `{gateway['error']}`", ""]
+    out += [
+        f"Load generator: {gateway['tool']}, {gateway['duration']:g} s per cell, closed loop "
+        f"(each client sends its next request when the previous answer arrived). Interlog runs "
+        f"one process (`interlog serve`), journal fsync `{gateway['fsync']}` (the default). "
+        f"Rows logged are counted in the store after the journal writer drained; `sent` counts "
+        f"requests written to the socket (including those cut off when the time was up).",
+        "",
+    ]
+    rows = []
+    for row in gateway["rows"]:
+        logged = row.get("logged")
+        check = (
+            ""
+            if logged is None
+            else f"{logged:,} ({'ok' if logged == row['expected'] else 'MISMATCH'})"
+        )
+        rows.append(
+            [row["system"], row["clients"], f"{row['rps']:,.0f}", f"{row['p50']:.2f}",
+             f"{row['p99']:.2f}", row["errors"], f"{row['sent']:,}", check]
+        )  # fmt: skip
+    out += _table(
+        ["system", "clients", "req/s", "p50 ms", "p99 ms", "errors", "sent", "rows logged"], rows
+    )
+    added = []
+    for row in gateway["rows"]:
+        direct = next(
+            (
+                d
+                for d in gateway["rows"]
+                if d["system"] == "direct" and d["clients"] == row["clients"]
+            ),
+            None,
+        )
+        if direct and row["system"] != "direct":
+            added.append(
+                [row["system"], row["clients"], f"{row['p50'] - direct['p50']:+.2f}",
+                 f"{row['rps'] / direct['rps']:.0%}"]
+            )  # fmt: skip
+    out += ["Added latency and throughput kept, relative to the upstream measured directly:", ""]
+    out += _table(["system", "clients", "added p50 ms", "req/s vs direct"], added)
+    if gateway.get("ttft"):
+        direct_ttft = gateway["ttft"].get("direct", {}).get("ttft_p50")
+        out += ["### Streaming: time to first token (1 client, one request at a time)", ""]
+        rows = [
+            [system, f"{t['ttft_p50']:.2f}", f"{t['ttft_p99']:.2f}", f"{t['total_p50']:.2f}",
+             "-" if system == "direct" or direct_ttft is None
+             else f"{t['ttft_p50'] - direct_ttft:+.2f}"]
+            for system, t in gateway["ttft"].items()
+        ]  # fmt: skip
+        out += _table(
+            ["system", "TTFT p50 ms", "TTFT p99 ms", "whole stream p50 ms", "added"], rows
+        )
+    for system, reason in gateway.get("skipped", {}).items():
+        out += [f"Skipped {system}: {reason}", ""]
+    if gateway.get("litellm_version"):
+        out += [
+            f"LiteLLM {gateway['litellm_version']} (`litellm[proxy]`, one worker, offline).",
+            "",
+        ]
+    return out
+
+
+def _memory_section(gateway: dict[str, Any]) -> list[str]:
+    memory = gateway.get("memory", {})
+    if not memory:
+        return []
+    rows = [
+        [system, f"{m['rest_mb']:.0f}", f"{m['load_mb']:.0f}",
+         f"{m['after_mb']:.0f}" if "after_mb" in m else "-"]
+        for system, m in memory.items()
+    ]  # fmt: skip
+    out = ["## Memory: resident set size (RSS)", ""]
+    out += _table(["system", "at rest MB", "peak under load MB", "after load MB"], rows)
+    return out
+
+
+def _profile_section(profile: dict[str, Any] | None) -> list[str]:
+    if not profile:
+        return []
+    out = ["## Where the gateway spends its time (py-spy, 64 clients, SQLite)", ""]
+    if "skipped" in profile:
+        return [*out, f"Skipped: {profile['skipped']}", ""]
+    out += [f"{profile['samples']:,} samples of the thread holding the GIL (`py-spy --gil`).", ""]
+    out += _table(
+        ["area (innermost frame)", "share"], [[a, f"{s:.0%}"] for a, s in profile["areas"]]
+    )
+    out += _table(
+        ["function (self time)", "share"], [[f"`{f}`", f"{s:.1%}"] for f, s in profile["leaves"]]
+    )
+    return out
+
+
+def _ingest_section(ingest: Any) -> list[str]:
+    out = ["## Bulk ingest: POST /api/v1/interactions/bulk", ""]
+    if isinstance(ingest, dict):
+        return [*out, f"Failed: `{ingest.get('error')}`", ""]
+    rows = [
+        [r["backend"], f"{r['sent']:,}", f"{r['seconds']:.2f}", f"{r['rate']:,.0f}",
+         f"{r['stored']:,}", r["batch"], r["senders"]]
+        for r in ingest
+    ]  # fmt: skip
+    out += _table(
+        ["store", "interactions", "seconds", "per second", "stored", "batch", "senders"], rows
+    )
+    return out
+
+
+def _query_section(query: dict[str, Any]) -> list[str]:
+    out = [f"## Query and export ({query.get('rows', 0):,} interactions, DuckDB copy)", ""]
+    if "error" in query:
+        return [*out, f"Failed: `{query['error']}`", ""]
+    rows = [[backend, what, value] for backend, what, value in query.get("lines", [])]
+    return out + _table(["store", "measurement", "result"], rows)
+
+
+def _load_section(load: dict[str, Any]) -> list[str]:
+    out = ["## Load test (tests/test_load.py)", ""]
+    out += [
+        f"{load['requests']:,} chat requests at {load['clients']} concurrent clients against the "
+        f"real gateway on SQLite (half streamed, half with `store: false`): "
+        f"**{'passed' if load['passed'] else 'FAILED'}** in {load['seconds']:.1f} s.",
+        "",
+    ]
+    if load.get("summary"):
+        out += ["```", load["summary"].strip(), "```", ""]
+    return out
+
+
+LIMITS = """## What limits the gateway
+
+Interlog serves each chat completion in one Python process (uvicorn + FastAPI on one event loop):
+parse the body, authenticate (cached), validate it (pydantic), route (cached), send it upstream
+(aiohttp), rewrite the answer (new completion ids), then the capture middleware parses the
+response again, builds the interaction record and appends it to the journal, with a group-commit
+fsync, before the last byte goes out; the writer thread stores batches. Every step is
+Python code on the one core the GIL allows, so throughput is bounded by the CPU time per
+request; the load generator and the upstream share the same two cores. The profile above shows
+how that time divides. More throughput comes from more processes (`interlog serve --workers N`,
+each with its own journal), not from this one.
+"""
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> None:
+    m = results["machine"]
+    load = ", ".join(f"{v:.2f}" for v in m["load_average"])
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `python -m bench{' --quick' if results.get('quick') else ''}` on "
+        f"{m['date']} in {results.get('elapsed', 0) / 60:.1f} minutes.",
+        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']:.0f} GB memory, "
+        f"{m['os']}, Python {m['python']}; load average at the start {load}. Everything runs on "
+        "this machine over loopback: servers, load generators and databases share its cores.",
+        "",
+        "## Targets",
+        "",
+    ]
+    checks = targets(results)
+    lines += _table(
+        ["target", "measured", "met", "missed by"],
+        [[c["target"], c["measured"], _met(c["met"]), c["gap"]] for c in checks],
+    )
+    gateway = results.get("gateway", {})
+    if gateway:
+        lines += _gateway_section(gateway) + _memory_section(gateway)
+        lines += _profile_section(gateway.get("profile"))
+    if "ingest" in results:
+        lines += _ingest_section(results["ingest"])
+    if "query" in results:
+        lines += _query_section(results["query"])
+    if "load" in results:
+        lines += _load_section(results["load"])
+    lines += LIMITS.splitlines()
+    lines += ["", "![throughput and latency per system](benchmarks.png)", ""]
+    path.write_text("\n".join(lines))
+
+
+def write_plot(gateway: dict[str, Any], path: Path) -> None:
+    """Requests/s (left) and p50 with p99 whiskers (right, log scale) per system and clients."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in gateway.get("rows", []) if "store=false" not in r["system"]]
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    levels = sorted({r["clients"] for r in rows})
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    width = 0.8 / max(1, len(systems))
+    for number, system in enumerate(systems):
+        cells = {r["clients"]: r for r in rows if r["system"] == system}
+        xs = [i + number * width for i, level in enumerate(levels) if level in cells]
+        picked = [cells[level] for level in levels if level in cells]
+        left.bar(xs, [c["rps"] for c in picked], width, label=system)
+        p50 = [c["p50"] for c in picked]
+        p99 = [c["p99"] - c["p50"] for c in picked]
+        right.bar(xs, p50, width, yerr=[[0] * len(p50), p99], capsize=3, label=system)
+    for axis in (left, right):
+        axis.set_xticks([i + width * (len(systems) - 1) / 2 for i in range(len(levels))])
+        axis.set_xticklabels([f"{level} clients" for level in levels])
+    left.set_ylabel("requests / s")
+    left.set_title("Throughput")
+    right.set_yscale("log")
+    right.set_ylabel("latency ms (bar p50, whisker p99)")
+    right.set_title("Latency")
+    left.legend(fontsize=8)
+    figure.suptitle("Chat completions against the same fake upstream")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
