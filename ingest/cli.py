@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 import migrations
-from ingest import cli_admin, cli_export, cli_import, cli_manage, cli_metrics
+from ingest import cli_admin, cli_demo, cli_export, cli_import, cli_manage, cli_metrics
 from store.settings import get_settings
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.add_typer(cli_admin.keys_app, name="keys")
 app.add_typer(cli_metrics.metrics_app, name="metrics")
 app.add_typer(cli_manage.abtests_app, name="abtests")  # cli_manage also extends the groups above
 app.command("demo-model")(cli_admin.demo_model)
+app.command("demo")(cli_demo.demo)
 app.command("import")(cli_import.import_interactions)
 app.command("export")(cli_export.export)
 
@@ -107,10 +108,14 @@ def dashboard(
 
 
 @app.command()
-def up() -> None:
+def up(
+    demo: Annotated[bool, typer.Option(help="Seed the demo dataset into an empty store.")] = True,
+) -> None:
     """Migrate, then run the gateway and the dashboard together; Ctrl-C stops both."""
     settings = get_settings()
     migrations.upgrade(settings.database_url)
+    if demo:
+        cli_demo.seed_if_empty(settings.database_url)
     children = [
         subprocess.Popen([sys.executable, "-m", "ingest", "serve", "--no-migrate"]),
         subprocess.Popen(_dashboard_command(settings.dashboard_host, settings.dashboard_port)),

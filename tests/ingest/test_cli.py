@@ -85,7 +85,9 @@ def test_up_runs_gateway_and_dashboard_and_ctrl_c_stops_both(tmp_path: Path) -> 
         "INTERLOG_PORT": str(port),
         "INTERLOG_DASHBOARD_PORT": str(dash_port),
     }
-    with interlog_process(["up"], env=env, cwd=tmp_path, log=tmp_path / "up.log") as proc:
+    with interlog_process(
+        ["up", "--no-demo"], env=env, cwd=tmp_path, log=tmp_path / "up.log"
+    ) as proc:
         assert wait_for_http(f"http://127.0.0.1:{port}/healthz", process=proc).status_code == 200
         dash = wait_for_http(
             f"http://127.0.0.1:{dash_port}/_stcore/health", timeout=60, process=proc
