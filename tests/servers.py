@@ -6,6 +6,7 @@ Context managers (any test, any scope):
     api_key, project_key, model_key = seed_project(database_url, upstream_urls=[upstream_url])
     with gateway_with_demo(database_url, tmp_path) as live:   # LiveGateway (a NamedTuple)
         base_url, api_key, project_key, model_key = live
+    row, labels = stored_interaction(database_url, completion_id)  # waits for the writer
 
 Fixtures (import them into a test module: `from tests.servers import live_gateway`):
     demo_upstream  module-scoped demo model URL
@@ -18,16 +19,20 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
+from sqlmodel import Session, select
 
 from store.catalog import attach_model, create_model, create_project
 from store.db import create_store_engine
 from store.keys import create_api_key
+from store.models import Interaction, InteractionLabel
 from tests.support import free_port, interlog_process, wait_for_http
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -147,3 +152,27 @@ def live_gateway(
     api_key, project_key, model_key = seed_project(database_url, upstream_urls=[demo_upstream])
     with gateway(database_url, workdir) as base_url:
         yield LiveGateway(base_url, api_key, project_key, model_key, database_url, demo_upstream)
+
+
+def stored_interaction(database_url: str, completion_id: str, *, wait: float = 10.0) -> Any:
+    """(row, labels) once the background writer has stored the interaction; None after `wait`."""
+    engine = create_store_engine(database_url)
+    deadline = time.monotonic() + wait
+    key = uuid.UUID(completion_id)
+    try:
+        while True:
+            with Session(engine) as session:
+                row = session.get(Interaction, key)
+                labels = {
+                    label.key: label.value
+                    for label in session.exec(
+                        select(InteractionLabel).where(InteractionLabel.completion_id == key)
+                    )
+                }
+            if row is not None:
+                return row, labels
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
+    finally:
+        engine.dispose()

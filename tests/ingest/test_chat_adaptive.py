@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from adaptive_sdk import Adaptive, AsyncAdaptive
-from sqlmodel import Session, select
 
-from store.db import create_store_engine
-from store.models import Interaction, InteractionLabel
-from tests.servers import LiveGateway, demo_upstream, live_gateway
+from tests.servers import LiveGateway, demo_upstream, live_gateway, stored_interaction
 
 __all__ = ["demo_upstream", "live_gateway"]
 
@@ -31,30 +27,6 @@ def adaptive(live_gateway: LiveGateway) -> Iterator[Adaptive]:
     client.set_default_project("proj")
     yield client
     client.close()
-
-
-def stored_interaction(database_url: str, completion_id: str, *, wait: float = 10.0) -> Any:
-    """(row, labels) once the background writer has stored the interaction; None after `wait`."""
-    engine = create_store_engine(database_url)
-    deadline = time.monotonic() + wait
-    key = uuid.UUID(completion_id)
-    try:
-        while True:
-            with Session(engine) as session:
-                row = session.get(Interaction, key)
-                labels = {
-                    label.key: label.value
-                    for label in session.exec(
-                        select(InteractionLabel).where(InteractionLabel.completion_id == key)
-                    )
-                }
-            if row is not None:
-                return row, labels
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.1)
-    finally:
-        engine.dispose()
 
 
 def test_sdk_sync_call_with_labels_session_and_user_is_logged(

@@ -17,7 +17,7 @@ from store.abtests import create_ab_test
 from store.catalog import attach_model, create_model, create_project
 from store.db import create_store_engine
 from store.keys import create_api_key
-from tests.servers import copy_sqlite_template, demo_model, gateway
+from tests.servers import copy_sqlite_template, demo_model, gateway, stored_interaction
 from tests.support import free_port
 
 
@@ -27,6 +27,7 @@ class Routed(NamedTuple):
     ab_key: str  # project "abp" (A/B test alpha 3 : beta 1, no default)
     admin_key: str
     client: httpx.Client
+    database_url: str
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,7 @@ def routed(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         )
         keys = Routed(
             client=stack.enter_context(httpx.Client(timeout=30)),
+            database_url=database_url,
             base_url="",
             key=create_api_key(engine, project_key="proj").secret,
             ab_key=create_api_key(engine, project_key="abp").secret,
@@ -130,6 +132,17 @@ def test_ab_test_shares_traffic_by_weight(routed: Routed) -> None:
     share = counts["I am alpha"] / 400
     assert counts.keys() == {"I am alpha", "I am beta"}
     assert 0.67 <= share <= 0.83, counts
+
+
+def test_the_ab_test_and_variant_are_logged_with_the_interaction(routed: Routed) -> None:
+    response = chat(routed, "abp", key=routed.ab_key, labels={"case": "ab"})
+    answer = answer_of(response)
+    found = stored_interaction(routed.database_url, response.json()["choices"][0]["completion_id"])
+    assert found is not None
+    row, labels = found
+    assert row.ab_test_id is not None
+    assert row.ab_variant == {"I am alpha": "m1", "I am beta": "m2"}[answer]
+    assert labels == {"case": "ab"}
 
 
 def test_ab_variant_is_sticky_per_session(routed: Routed) -> None:

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import LiveGateway, demo_upstream, gateway, live_gateway, seed_project
+from tests.servers import (
+    LiveGateway,
+    demo_upstream,
+    gateway,
+    live_gateway,
+    seed_project,
+    stored_interaction,
+)
 
 __all__ = ["demo_upstream", "live_gateway"]
 
@@ -103,8 +110,6 @@ def test_client_disconnect_cancels_the_upstream_request(live_gateway: LiveGatewa
 def test_gateway_on_postgresql_answers_and_logs(
     postgres_url: str, demo_upstream: str, tmp_path: Path
 ) -> None:
-    from tests.ingest.test_chat_adaptive import stored_interaction
-
     api_key, project_key, _ = seed_project(postgres_url, upstream_urls=[demo_upstream])
     with gateway(postgres_url, tmp_path) as base_url:
         response = httpx.post(
