@@ -109,6 +109,19 @@ def _count(database_url: str) -> int:
         engine.dispose()
 
 
+def _group_cpu_seconds(group: int) -> float:
+    """User + system CPU seconds of every live process in a process group (Linux /proc)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def run_backend(
     name: str, database_url: str, args: argparse.Namespace, workdir: Path
 ) -> dict[str, Any]:
@@ -126,12 +139,16 @@ def run_backend(
         wait_for_http(url + "/healthz", process=process, timeout=120)
         asyncio.run(_drive(url, key, min(args.items, 2 * args.batch), args.batch, args.senders))
         before = _count(database_url)
+        cpu_before = _group_cpu_seconds(process.pid)
         sent, seconds = asyncio.run(_drive(url, key, args.items, args.batch, args.senders))
+        cpu = _group_cpu_seconds(process.pid) - cpu_before
     stored = _count(database_url) - before
+    load = os.getloadavg()[0]
     print(
         f"{name:9s} {sent:>8,d} interactions in {seconds:6.2f} s = {sent / seconds:>9,.0f}/s "
         f"(batch {args.batch}, {args.senders} senders, {args.workers} worker(s)); "
-        f"stored {stored:,d}"
+        f"stored {stored:,d}; gateway CPU {cpu:.2f} s = {sent / max(cpu, 1e-9):,.0f} "
+        f"interactions per gateway CPU-second; load average {load:.1f} on {os.cpu_count()} cores"
     )
     return {
         "backend": name,
