@@ -1,4 +1,7 @@
-"""Altair charts the pages share: lines over time by model, bars per group, intervals."""
+"""Altair charts the pages share: lines over time by model, bars per group, intervals.
+
+Each chart embeds only the columns it draws (Vega-Lite specs carry their data inline).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pandas as pd
 def line_over_time(frame: pd.DataFrame, *, time: str, value: str, title: str) -> alt.Chart:
     """One line per model of `value` over `time` buckets (points too, so one bucket shows)."""
     return (
-        alt.Chart(frame, title=title)
+        alt.Chart(frame[[time, "model", value]], title=title)
         .mark_line(point=True)
         .encode(
             x=alt.X(f"{time}:T", title=None),
@@ -24,7 +27,7 @@ def line_over_time(frame: pd.DataFrame, *, time: str, value: str, title: str) ->
 def bars(frame: pd.DataFrame, *, group: str, value: str, title: str) -> alt.Chart:
     """One bar per group."""
     return (
-        alt.Chart(frame, title=title)
+        alt.Chart(frame[[group, value]], title=title)
         .mark_bar()
         .encode(
             x=alt.X(f"{group}:N", title=None, sort="-y"),
@@ -40,7 +43,9 @@ def means_with_intervals(
     frame: pd.DataFrame, *, group: str, mean: str, low: str, high: str, title: str
 ) -> alt.LayerChart:
     """A point per group at its mean with a 95% interval bar."""
-    base = alt.Chart(frame, title=title).encode(y=alt.Y(f"{group}:N", title=None))
+    base = alt.Chart(frame[[group, mean, low, high]], title=title).encode(
+        y=alt.Y(f"{group}:N", title=None)
+    )
     rule = base.mark_rule(strokeWidth=2).encode(
         x=alt.X(f"{low}:Q", title=None, scale=alt.Scale(zero=False)), x2=f"{high}:Q"
     )

@@ -38,7 +38,7 @@ from store.keys import create_api_key
 from store.readback import list_interactions
 
 SEED = 20240607
-START_TIMEOUT = 60.0
+START_TIMEOUT = 120.0
 
 
 @dataclass
@@ -154,8 +154,7 @@ def seed_demo(database_url: str, *, interactions: int = 2000, concurrency: int =
         before = _stored_count(engine)
         with tempfile.TemporaryDirectory(prefix="interlog-demo-") as tmp, ExitStack() as stack:
             workdir = Path(tmp)
-            # Every server boots at once; the catalog is written meanwhile (routes are read
-            # lazily, on the first request of each project).
+            # Every server boots at once.
             upstreams: dict[str, str] = {}
             waits: list[tuple[str, subprocess.Popen[bytes]]] = []
             for model_key, (name, _) in DEMO_MODELS.items():
@@ -174,10 +173,10 @@ def seed_demo(database_url: str, *, interactions: int = 2000, concurrency: int =
             args = ["serve", "--port", str(port), "--no-migrate"]
             gateway = _start(stack, args, log=workdir / "gateway.log", env=env)
             waits.append((f"http://127.0.0.1:{port}/healthz", gateway))
-            _register_catalog(engine, upstreams, result)
             stack.callback(_terminate_all, [process for _, process in waits])
             for url, process in waits:
                 _wait_for(url, process)
+            _register_catalog(engine, upstreams, result)  # only once every server answers
             base = f"http://127.0.0.1:{port}"
             asyncio.run(_drive(base, engine, result, interactions, concurrency))
             _wait_until_stored(engine, before + len(result.completions))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -14,6 +15,7 @@ from dashboard.filter_bar import current_filters
 
 EMPTY = "No interactions match these filters."
 MAX_MODEL_LINES = 8
+HOURLY_SPAN = timedelta(days=7)  # longer ranges default to daily buckets
 
 
 def _ms(value: Any) -> str:
@@ -45,7 +47,10 @@ by_model = queries.summary(ctx, filters, by="model")
 by_model = by_model[by_model["model"].notna()]
 
 st.subheader("Over time, by model")
-bucket = st.radio("Time bucket", ["hour", "day"], horizontal=True, key="overview_bucket")
+recent = isinstance(filters.since, datetime) and datetime.now(UTC) - filters.since <= HOURLY_SPAN
+bucket = st.radio(
+    "Time bucket", ["hour", "day"], index=0 if recent else 1, horizontal=True, key="overview_bucket"
+)
 series = []
 for model in by_model.sort_values("count", ascending=False)["model"].head(MAX_MODEL_LINES):
     frame = queries.summary(ctx, dataclasses.replace(filters, model=model), by=bucket)
