@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterable
-from itertools import accumulate
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import numpy as np
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,7 +41,9 @@ LABEL_ROUTES = {
 }
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _KEEP = bytes(range(256)).translate(None, b'[]{}"')
-_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_STEPS = np.zeros(256, dtype=np.int8)
+_STEPS[[ord("["), ord("{")]] = 1
+_STEPS[[ord("]"), ord("}")]] = -1
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
@@ -61,13 +63,18 @@ def _unescaped(body: bytes) -> bytes:
 def json_depth(body: bytes) -> int:
     """How deeply arrays and objects nest in a JSON text (brackets inside strings ignored).
 
-    C-speed only: drop escaped backslashes and quotes, keep quotes and brackets, and split on
-    quotes: the even pieces lie outside strings."""
-    text = _unescaped(body).replace(b'\\"', b"").translate(None, _KEEP)
-    brackets = b"".join(text.split(b'"')[::2])
-    if not brackets:
+    C and numpy speed only: drop escaped backslashes and quotes, keep quotes and brackets,
+    mask what lies between quotes, then the running sum of +1 / -1 per bracket."""
+    text = _unescaped(body)
+    if b"\\" in text:
+        text = text.replace(b'\\"', b"")
+    chars = np.frombuffer(text.translate(None, _KEEP), dtype=np.uint8)
+    if chars.size == 0:
         return 0
-    return max(accumulate(_STEP[b] for b in brackets))
+    quotes = chars == ord('"')
+    outside = (np.cumsum(quotes) % 2 == 0) & ~quotes  # an even number of quotes before it
+    steps = _STEPS[chars] * outside
+    return max(0, int(np.cumsum(steps, dtype=np.int64).max()))
 
 
 def check_json_text(body: bytes, *, max_depth: int) -> None:
