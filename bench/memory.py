@@ -12,6 +12,7 @@ Target: at most 200 MB under load.
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import threading
 from pathlib import Path
@@ -67,6 +68,40 @@ class RssSampler:
     ) -> None:
         self._stop.set()
         self._thread.join()
+
+
+#: What a gateway process imports, in groups: RSS after importing each group (cumulative).
+IMPORT_GROUPS = (
+    ("Python", ""),
+    ("web stack (fastapi, uvicorn, aiohttp, pydantic, orjson)",
+     "import fastapi, uvicorn, aiohttp, pydantic, orjson"),
+    ("store drivers (sqlalchemy, sqlmodel, psycopg, alembic)",
+     "import sqlalchemy, sqlmodel, psycopg, alembic"),
+    ("analytics libraries (pandas, pyarrow, duckdb, scipy.stats)",
+     "import pandas, pyarrow, pyarrow.parquet, duckdb, scipy.stats"),
+    ("the rest of the gateway (import ingest.app)", "import ingest.app"),
+)  # fmt: skip
+
+
+def import_footprint() -> list[tuple[str, float]]:
+    """MB of RSS each group of imports adds, in one fresh interpreter (cumulative order)."""
+    import subprocess
+    import sys
+
+    lines = ["import psutil", "p = psutil.Process()"]
+    for _, statement in IMPORT_GROUPS:
+        lines += [statement, "print(p.memory_info().rss)"]
+    done = subprocess.run(
+        [sys.executable, "-c", "\n".join(lines)],
+        cwd=services.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    sizes = [int(line) / 1e6 for line in done.stdout.split()]
+    steps = [sizes[0]] + [b - a for a, b in itertools.pairwise(sizes)]
+    return [(name, step) for (name, _), step in zip(IMPORT_GROUPS, steps, strict=True)]
 
 
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ingest import (
+    admin_abtests_api,
     admin_api,
     analytics_api,
     chat,
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(status.router)
     app.include_router(ingest_api.router)
     app.include_router(admin_api.router)
+    app.include_router(admin_abtests_api.router)
     return app
 
 
