@@ -1,9 +1,10 @@
-"""Management REST API under /api/v1/admin (admin keys only): projects, models, keys, A/B tests."""
+"""Management REST API under /api/v1/admin (admin keys only): projects, models and API keys.
+
+A/B tests are in ingest/admin_abtests_api.py, on the same prefix."""
 
 from __future__ import annotations
 
 import asyncio
-import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,12 +15,7 @@ from ingest.ab_monitor import forget_routes
 from ingest.auth import require_admin
 from ingest.errors import BadRequest, Conflict, NotFound
 from store import catalog, catalog_admin, key_admin
-from store.ab_lifecycle import AbTestDetails, cancel_ab_test, get_ab_test, list_ab_test_details
-from store.ab_sequential import sequential_verdict
-from store.abtests import create_ab_test
-from store.analytics import ab_test_report
 from store.catalog_admin import ProjectDetails, ProjectNotEmptyError
-from store.errors import NotFoundError
 from store.key_admin import KeyInfo
 from store.keys import create_api_key
 from store.models import Model
@@ -37,19 +33,8 @@ PathKey = Annotated[str, Path(min_length=1, max_length=128)]
 KeyId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-async def _run(function: Any, /, *args: Any, **kwargs: Any) -> Any:
+async def run_store(function: Any, /, *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(function, *args, **kwargs)
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe: NaN and infinities (undefined statistics) become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 # Projects ------------------------------------------------------------------------------------
@@ -100,16 +85,16 @@ class Deleted(BaseModel):
 async def create_project(request: Request, body: ProjectCreate) -> ProjectOut:
     """Create a project (tenant)."""
     engine = request.app.state.engine
-    await _run(
+    await run_store(
         catalog.create_project, engine, key=body.key, name=body.name, description=body.description
     )
-    return ProjectOut.of(await _run(catalog_admin.describe_project, engine, key=body.key))
+    return ProjectOut.of(await run_store(catalog_admin.describe_project, engine, key=body.key))
 
 
 @router.get("/projects", response_model=ProjectList)
 async def list_projects(request: Request) -> ProjectList:
     """Every project with its models and default model."""
-    projects = await _run(catalog_admin.describe_projects, request.app.state.engine)
+    projects = await run_store(catalog_admin.describe_projects, request.app.state.engine)
     return ProjectList(data=[ProjectOut.of(p) for p in projects])
 
 
@@ -117,7 +102,7 @@ async def list_projects(request: Request) -> ProjectList:
 async def get_project(request: Request, key: PathKey) -> ProjectOut:
     """One project."""
     return ProjectOut.of(
-        await _run(catalog_admin.describe_project, request.app.state.engine, key=key)
+        await run_store(catalog_admin.describe_project, request.app.state.engine, key=key)
     )
 
 
@@ -129,7 +114,9 @@ async def update_project(request: Request, key: PathKey, body: ProjectUpdate) ->
     }
     if body.name is not None:
         changes["name"] = body.name
-    details = await _run(catalog_admin.update_project, request.app.state.engine, key=key, **changes)
+    details = await run_store(
+        catalog_admin.update_project, request.app.state.engine, key=key, **changes
+    )
     forget_routes(request.app, key)
     return ProjectOut.of(details)
 
@@ -138,7 +125,7 @@ async def update_project(request: Request, key: PathKey, body: ProjectUpdate) ->
 async def delete_project(request: Request, key: PathKey) -> Deleted:
     """Delete an empty project; 409 says what it still holds (interactions, metrics, ...)."""
     try:
-        await _run(catalog_admin.delete_project, request.app.state.engine, key=key)
+        await run_store(catalog_admin.delete_project, request.app.state.engine, key=key)
     except ProjectNotEmptyError as exc:
         raise Conflict(str(exc), code="project_not_empty") from exc
     forget_routes(request.app, key)
@@ -154,18 +141,18 @@ async def attach_model(
 ) -> ProjectOut:
     """Let a project route to a model (optionally as its default)."""
     engine = request.app.state.engine
-    await _run(catalog.attach_model, engine, project_key=key, model_key=model, default=default)
+    await run_store(catalog.attach_model, engine, project_key=key, model_key=model, default=default)
     forget_routes(request.app, key)
-    return ProjectOut.of(await _run(catalog_admin.describe_project, engine, key=key))
+    return ProjectOut.of(await run_store(catalog_admin.describe_project, engine, key=key))
 
 
 @router.delete("/projects/{key}/models/{model}", response_model=ProjectOut)
 async def detach_model(request: Request, key: PathKey, model: PathKey) -> ProjectOut:
     """Stop a project routing to a model (it stops being the default too)."""
     engine = request.app.state.engine
-    await _run(catalog.detach_model, engine, project_key=key, model_key=model)
+    await run_store(catalog.detach_model, engine, project_key=key, model_key=model)
     forget_routes(request.app, key)
-    return ProjectOut.of(await _run(catalog_admin.describe_project, engine, key=key))
+    return ProjectOut.of(await run_store(catalog_admin.describe_project, engine, key=key))
 
 
 # Models --------------------------------------------------------------------------------------
@@ -234,21 +221,21 @@ class ModelList(BaseModel):
 @router.post("/models", status_code=201, response_model=ModelOut)
 async def create_model(request: Request, body: ModelCreate) -> ModelOut:
     """Register a model served by one or more upstream replicas."""
-    row = await _run(catalog.create_model, request.app.state.engine, **body.model_dump())
+    row = await run_store(catalog.create_model, request.app.state.engine, **body.model_dump())
     return ModelOut.of(row)
 
 
 @router.get("/models", response_model=ModelList)
 async def list_models(request: Request) -> ModelList:
     """Every model."""
-    rows = await _run(catalog.list_models, request.app.state.engine)
+    rows = await run_store(catalog.list_models, request.app.state.engine)
     return ModelList(data=[ModelOut.of(row) for row in rows])
 
 
 @router.get("/models/{key}", response_model=ModelOut)
 async def get_model(request: Request, key: PathKey) -> ModelOut:
     """One model."""
-    return ModelOut.of(await _run(catalog.get_model, request.app.state.engine, key=key))
+    return ModelOut.of(await run_store(catalog.get_model, request.app.state.engine, key=key))
 
 
 @router.patch("/models/{key}", response_model=ModelOut)
@@ -260,7 +247,7 @@ async def update_model(request: Request, key: PathKey, body: ModelUpdate) -> Mod
         for name in body.model_fields_set
         if name in nullable or getattr(body, name) is not None
     }
-    row = await _run(catalog_admin.update_model, request.app.state.engine, key=key, **changes)
+    row = await run_store(catalog_admin.update_model, request.app.state.engine, key=key, **changes)
     forget_routes(request.app)
     return ModelOut.of(row)
 
@@ -309,12 +296,12 @@ async def create_key(request: Request, body: KeyCreate) -> KeyCreated:
         raise BadRequest("give exactly one of `project` or `admin: true`", param="project")
     engine = request.app.state.engine
     try:
-        created = await _run(
+        created = await run_store(
             create_api_key, engine, project_key=body.project, admin=body.admin, name=body.name
         )
     except LookupError as exc:
         raise NotFound(str(exc), param="project") from exc
-    info = await _run(key_admin.get_api_key, engine, key_id=created.id)
+    info = await run_store(key_admin.get_api_key, engine, key_id=created.id)
     return KeyCreated(**KeyOut.of(info).model_dump(), secret=created.secret)
 
 
@@ -326,147 +313,13 @@ async def list_keys(
     ] = None,
 ) -> KeyList:
     """Every key (or one project's), oldest first, with prefix, scope, dates and revocation."""
-    keys = await _run(key_admin.list_api_keys, request.app.state.engine, project_key=project)
+    keys = await run_store(key_admin.list_api_keys, request.app.state.engine, project_key=project)
     return KeyList(data=[KeyOut.of(k) for k in keys])
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut)
 async def revoke_key(request: Request, key_id: KeyId) -> KeyOut:
     """Revoke a key; it stops working within the auth cache time (5 s), at once here."""
-    info = await _run(key_admin.revoke_api_key, request.app.state.engine, key_id=key_id)
+    info = await run_store(key_admin.revoke_api_key, request.app.state.engine, key_id=key_id)
     request.app.state.__dict__.get("auth_cache", {}).clear()
     return KeyOut.of(info)
-
-
-# A/B tests -----------------------------------------------------------------------------------
-
-
-class Variant(BaseModel):
-    model: Key
-    weight: Annotated[float, Field(gt=0, le=1_000_000)] = 1.0
-
-
-class AbTestCreate(BaseModel):
-    project: Key
-    key: Key
-    variants: Annotated[list[Variant], Field(min_length=2, max_length=32)] = Field(
-        description="Models attached to the project; the first is the control."
-    )
-    metric: Key | None = Field(default=None, description="The metric the test is judged on.")
-    mode: Literal["metric", "preference"] = Field(
-        default="metric",
-        description="`metric`: compare each variant's mean score; `preference`: win rate in "
-        "comparisons against the control.",
-    )
-    auto_deploy: bool = Field(
-        default=False, description="When the test ends with a winner, make it the default model."
-    )
-
-
-class VariantVerdict(BaseModel):
-    variant: str
-    n: int
-    difference: float
-    p_value: float = Field(description="Always-valid (mSPRT) p-value against the control.")
-    significant: bool
-    better: bool | None
-
-
-class AbTestOut(BaseModel):
-    """An A/B test: variants and weights, status, winner and why it ended."""
-
-    id: int
-    key: str
-    project: str
-    mode: str
-    status: Literal["active", "done", "cancelled"]
-    metric: str | None
-    auto_deploy: bool
-    variants: list[Variant]
-    winner: str | None
-    end_reason: str | None
-    created_at: datetime | None
-    ended_at: datetime | None
-
-    @classmethod
-    def of(cls, test: AbTestDetails) -> AbTestOut:
-        data = dict(test.__dict__)
-        data.pop("project_id")
-        data.pop("metric_id")
-        return cls(**data)
-
-
-class AbTestWithReport(AbTestOut):
-    sequential: list[VariantVerdict] = Field(
-        description="Each challenger against the control under the mSPRT (what ends the test)."
-    )
-    enough_scores: bool
-    scores: dict[str, int]
-    report: dict[str, Any] = Field(
-        description="Fixed-sample report (Welch / two-proportion / binomial) per variant."
-    )
-
-
-class AbTestList(BaseModel):
-    data: list[AbTestOut]
-
-
-@router.post("/abtests", status_code=201, response_model=AbTestOut)
-async def create_abtest(request: Request, body: AbTestCreate) -> AbTestOut:
-    """Start an A/B test; the project's traffic is shared by weight from the next request."""
-    engine = request.app.state.engine
-    await _run(
-        create_ab_test,
-        engine,
-        project_key=body.project,
-        key=body.key,
-        variants=[v.model_dump() for v in body.variants],
-        metric_key=body.metric,
-        mode=body.mode,
-        auto_deploy=body.auto_deploy,
-    )
-    forget_routes(request.app, body.project)
-    return AbTestOut.of(await _run(get_ab_test, engine, key=body.key, project_key=body.project))
-
-
-@router.get("/abtests", response_model=AbTestList)
-async def list_abtests(
-    request: Request,
-    project: Annotated[str | None, Query(max_length=128)] = None,
-    status: Literal["active", "done", "cancelled"] | None = None,
-) -> AbTestList:
-    """A/B tests, newest first."""
-    tests = await _run(
-        list_ab_test_details, request.app.state.engine, project_key=project, status=status
-    )
-    return AbTestList(data=[AbTestOut.of(t) for t in tests])
-
-
-@router.get("/abtests/{project}/{key}", response_model=AbTestWithReport)
-async def get_abtest(request: Request, project: PathKey, key: PathKey) -> AbTestWithReport:
-    """One A/B test with its sequential verdict and its fixed-sample report."""
-    engine = request.app.state.engine
-    test = await _run(get_ab_test, engine, key=key, project_key=project)
-    verdict = await _run(sequential_verdict, engine, test=test)
-    try:
-        report = await _run(
-            ab_test_report, engine, key, scope=test.project_id, project=project, max_staleness=0
-        )
-        report_data = _finite(report.to_dict())
-    except NotFoundError:
-        report_data = {}
-    return AbTestWithReport(
-        **AbTestOut.of(test).model_dump(),
-        sequential=[VariantVerdict(**c.__dict__) for c in verdict.comparisons],
-        enough_scores=verdict.enough_scores,
-        scores=verdict.scores,
-        report=report_data,
-    )
-
-
-@router.post("/abtests/{project}/{key}/cancel", response_model=AbTestOut)
-async def cancel_abtest(request: Request, project: PathKey, key: PathKey) -> AbTestOut:
-    """Cancel an active test: traffic goes back to the default model at once."""
-    test = await _run(cancel_ab_test, request.app.state.engine, key=key, project_key=project)
-    forget_routes(request.app, project)
-    return AbTestOut.of(test)
