@@ -44,6 +44,16 @@ def _gateway(
         yield url, process
 
 
+def _wait_for_answers(traffic: Traffic, count: int, timeout: float = 90.0) -> None:
+    """Wait until clients fully received `count` answers (counts, not seconds: load varies)."""
+    deadline = time.monotonic() + timeout
+    while len(traffic.received) < count:
+        assert time.monotonic() < deadline, (
+            f"only {len(traffic.received)} answers: {traffic.errors}"
+        )
+        time.sleep(0.05)
+
+
 def _assert_exactly_once(database_url: str, traffic: Traffic) -> None:
     ids = wait_until_stored(database_url, traffic.received)
     counts = Counter(ids)
@@ -63,9 +73,7 @@ def test_kill_9_mid_load_loses_no_received_interaction(database_url: str, tmp_pa
             database_url, tmp_path, journal_dir, "first", INTERLOG_WRITER_INTERVAL="1.0"
         ) as (url, process):
             threads = drive(url, key, traffic, stop)
-            deadline = time.monotonic() + 20
-            while len(traffic.received) < 30 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            _wait_for_answers(traffic, 30)
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             stop.set()
@@ -165,20 +173,21 @@ def test_gateway_answers_through_a_database_outage_and_catches_up(tmp_path: Path
             stop = threading.Event()
             with _gateway(database_url, tmp_path, tmp_path / "journal", "outage") as (url, _):
                 threads = drive(url, key, traffic, stop, clients=3)
-                time.sleep(1.0)
+                _wait_for_answers(traffic, 3)
                 _pg_stop(pg_ctl, data)
                 during_start = len(traffic.received)
                 failures_start = traffic.failures
-                time.sleep(3.0)
+                time.sleep(2.0)  # the store stays down at least this long...
+                _wait_for_answers(traffic, during_start + 5)  # ...while answers keep coming
                 answered_during = len(traffic.received) - during_start
                 headers = {"Authorization": f"Bearer {key}"}
                 _pg_start(pg_ctl, port, data)
-                time.sleep(1.0)
+                _wait_for_answers(traffic, len(traffic.received) + 2)
                 stop.set()
                 for thread in threads:
                     thread.join(timeout=15)
-                # Keys are cached by the gateway, so it kept answering with the store down.
-                assert answered_during >= 10
+                # Keys and routes are cached by the gateway: it kept answering, store down.
+                assert answered_during >= 5
                 assert traffic.failures == failures_start, traffic.errors
                 _assert_exactly_once(database_url, traffic)
                 status = httpx.get(url + "/api/v1/status", headers=headers).json()
@@ -215,7 +224,7 @@ def test_several_worker_processes_each_keep_their_own_journal(
                 time.sleep(0.1)
             owners = sorted(p.name for p in journal_dir.iterdir() if p.is_dir())
             threads = drive(url, key, traffic, stop, clients=4)
-            time.sleep(2.0)
+            _wait_for_answers(traffic, 10)
             stop.set()
             for thread in threads:
                 thread.join(timeout=15)
