@@ -331,3 +331,29 @@ def write_plot(gateway: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def summary_markdown(results: dict[str, Any]) -> str:
+    """The README's headline table: req/s and p50 per system at 1 and 16 clients, then targets."""
+    m = results["machine"]
+    lines = [
+        f"Measured {m['date']} on {m['cpus']} CPUs / {m['memory_gb']:.0f} GB (everything on the "
+        "same machine).",
+        "",
+    ]
+    systems = list(dict.fromkeys(r["system"] for r in results.get("gateway", {}).get("rows", [])))
+    rows = []
+    for system in systems:
+        one, sixteen = _cell(results, system, 1), _cell(results, system, 16)
+        if one and sixteen:
+            rows.append(
+                [system, f"{sixteen['rps']:,.0f}", f"{one['p50']:.2f}", f"{sixteen['p50']:.2f}"]
+            )
+    lines += _table(
+        ["chat completions", "req/s, 16 clients", "p50 ms, 1 client", "p50 ms, 16"], rows
+    )
+    lines += _table(
+        ["target", "measured", "met", "missed by"],
+        [[c["target"], c["measured"], _met(c["met"]), c["gap"]] for c in targets(results)],
+    )
+    return "\n".join(lines)

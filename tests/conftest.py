@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 import migrations
 from store.db import create_store_engine
+from store.settings import get_settings
 
 POSTGRES_SERVER_URL = os.environ.get(
     "INTERLOG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -65,6 +66,14 @@ def create_postgres_database(*, template: str | None = None) -> str:
 def drop_postgres_database(url: str) -> None:
     name = make_url(url).database
     _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """Settings are cached per process: each test reads its own environment (CLI tests)."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")
