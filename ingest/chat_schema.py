@@ -58,7 +58,7 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     session_id: uuid.UUID | None = None
-    user: str | None = None
+    user: str | None = Field(default=None, max_length=256)
     labels: dict[str, str] | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None

@@ -42,12 +42,12 @@ BULK_LIMIT = 10_000
 class MetricCreateBody(BaseModel):
     """A metric definition; `project` defaults to the key's project."""
 
-    key: str
+    key: str = Field(min_length=1, max_length=128)
     kind: Literal["scalar", "bool", "SCALAR", "BOOL"] = "scalar"
     scoring_type: str = Field(
         default="higher_is_better", description="higher_is_better or lower_is_better"
     )
-    name: str | None = None
+    name: str | None = Field(default=None, max_length=256)
     description: str | None = None
     project: str | None = None
 
@@ -57,10 +57,10 @@ class FeedbackBody(BaseModel):
 
     value: Any
     completion_id: str
-    metric: str
-    user_id: str | None = None
+    metric: str = Field(max_length=128)
+    user_id: str | None = Field(default=None, max_length=256)
     details: str | None = None
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=64)
     id: str | None = Field(default=None, description="client-chosen id: a UUID or any string")
 
 
@@ -70,7 +70,7 @@ class FeedbackBulkBody(BaseModel):
 
 class TextCompletionBody(BaseModel):
     text: str
-    model: str
+    model: str = Field(max_length=128)
 
 
 class ComparisonBody(BaseModel):
@@ -81,7 +81,7 @@ class ComparisonBody(BaseModel):
     other_completion: str | TextCompletionBody
     messages: list[dict[str, Any]] | None = None
     tied: Literal["good", "bad"] | None = None
-    user_id: str | None = None
+    user_id: str | None = Field(default=None, max_length=256)
     project: str | None = None
 
 
