@@ -144,8 +144,10 @@ def _outcome(response: Any, graphql: bool) -> str:
         return "ok"
     # Allowed: 2xx; the chat upstream of this test does not exist (502) and the active A/B test
     # refuses a second one (400), both only after authorisation and project checks passed.
-    return "ok" if response.status_code < 300 or response.status_code in (400, 502) else str(
-        response.status_code
+    return (
+        "ok"
+        if response.status_code < 300 or response.status_code in (400, 502)
+        else str(response.status_code)
     )
 
 
