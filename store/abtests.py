@@ -8,16 +8,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from store.catalog import load_project
 from store.db import session_scope
 from store.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from store.models import AbTest, AbTestMode, AbTestStatus, Metric, Model, Project, ProjectModel
-
-
-def _project(session: Session, key: str) -> Project:
-    project = session.exec(select(Project).where(Project.key == key)).first()
-    if project is None:
-        raise NotFoundError("project", key, "Create it with `interlog projects create KEY`.")
-    return project
 
 
 def _checked_variants(
@@ -65,7 +59,7 @@ def create_ab_test(
         raise InvalidInputError(f"unknown A/B test mode {mode!r}")
     try:
         with session_scope(engine) as session:
-            project = _project(session, project_key)
+            project = load_project(session, project_key)
             if _active(session, project.id) is not None:
                 raise InvalidInputError(
                     f"project {project_key} already has an active A/B test; end it first"

@@ -11,7 +11,8 @@ from store.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from store.models import Model, Project, ProjectModel
 
 
-def _project(session: Session, key: str) -> Project:
+def load_project(session: Session, key: str) -> Project:
+    """The project with this key, in the caller's session; NotFoundError says how to add it."""
     project = session.exec(select(Project).where(Project.key == key)).first()
     if project is None:
         raise NotFoundError("project", key, "Create it with `interlog projects create KEY`.")
@@ -47,7 +48,7 @@ def create_project(
 
 def get_project(engine: Engine, *, key: str) -> Project:
     with Session(engine) as session:
-        return _project(session, key)
+        return load_project(session, key)
 
 
 def list_projects(engine: Engine) -> list[Project]:
@@ -109,7 +110,7 @@ def attach_model(
 ) -> None:
     """Let a project route to a model; `default` also makes it the project's default model."""
     with session_scope(engine) as session:
-        project = _project(session, project_key)
+        project = load_project(session, project_key)
         model = _model(session, model_key)
         assert project.id is not None and model.id is not None
         if session.get(ProjectModel, (project.id, model.id)) is None:
@@ -122,7 +123,7 @@ def attach_model(
 def detach_model(engine: Engine, *, project_key: str, model_key: str) -> None:
     """Stop a project routing to a model (and unset it as default)."""
     with session_scope(engine) as session:
-        project = _project(session, project_key)
+        project = load_project(session, project_key)
         model = _model(session, model_key)
         link = session.get(ProjectModel, (project.id, model.id))
         if link is None:
@@ -141,7 +142,7 @@ def set_default_model(engine: Engine, *, project_key: str, model_key: str) -> No
 def project_models(engine: Engine, *, project_key: str) -> list[Model]:
     """The models a project may route to."""
     with Session(engine) as session:
-        project = _project(session, project_key)
+        project = load_project(session, project_key)
         statement = (
             select(Model)
             .join(ProjectModel, col(ProjectModel.model_id) == col(Model.id))

@@ -14,7 +14,7 @@ from sqlalchemy import delete as sa_delete
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from store.catalog import attach_model
+from store.catalog import attach_model, load_project
 from store.db import session_scope
 from store.errors import InvalidInputError, NotFoundError
 from store.models import AbTest, ApiKey, Interaction, Metric, Model, Project, ProjectModel
@@ -45,13 +45,6 @@ class ProjectDetails:
     created_at: Any
 
 
-def _project(session: Session, key: str) -> Project:
-    project = session.exec(select(Project).where(Project.key == key)).first()
-    if project is None:
-        raise NotFoundError("project", key, "Create it with `interlog projects create KEY`.")
-    return project
-
-
 def _details(session: Session, project: Project) -> ProjectDetails:
     models = session.exec(
         select(Model)
@@ -75,7 +68,7 @@ def _details(session: Session, project: Project) -> ProjectDetails:
 def describe_project(engine: Engine, *, key: str) -> ProjectDetails:
     """One project with its models and default model."""
     with Session(engine) as session:
-        return _details(session, _project(session, key))
+        return _details(session, load_project(session, key))
 
 
 def describe_projects(engine: Engine) -> list[ProjectDetails]:
@@ -97,7 +90,7 @@ def update_project(
     if default_model is not _UNSET and default_model is not None:
         attach_model(engine, project_key=key, model_key=default_model, default=True)
     with session_scope(engine) as session:
-        project = _project(session, key)
+        project = load_project(session, key)
         if name is not None:
             if not name.strip():
                 raise InvalidInputError("a project name cannot be empty")
@@ -114,7 +107,7 @@ def update_project(
 def project_holdings(engine: Engine, *, key: str) -> dict[str, int]:
     """What a project holds that deleting it would lose (only non-zero counts)."""
     with Session(engine) as session:
-        project = _project(session, key)
+        project = load_project(session, key)
         counts = {
             "interactions": (Interaction, col(Interaction.project_id) == project.id),
             "metrics": (Metric, col(Metric.project_id) == project.id),
@@ -140,7 +133,7 @@ def delete_project(engine: Engine, *, key: str) -> None:
     if holdings:
         raise ProjectNotEmptyError(key, holdings)
     with session_scope(engine) as session:
-        project = _project(session, key)
+        project = load_project(session, key)
         session.execute(sa_delete(ProjectModel).where(col(ProjectModel.project_id) == project.id))
         session.execute(sa_delete(ApiKey).where(col(ApiKey.project_id) == project.id))
         session.delete(project)
