@@ -6,14 +6,16 @@ The same questions as `store.analytics`, with the same filters as the export, sc
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 from fastapi import APIRouter, Query, Request
 
 from ingest.auth import PrincipalDep, check_project_key
 from ingest.export_api import FiltersDep
 from store import analytics
+
+if TYPE_CHECKING:  # pandas loads with the first analytics request, not with the gateway
+    import pandas as pd
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from store.errors import InvalidInputError, NotFoundError
 from store.stats import (
@@ -24,6 +22,9 @@ from store.stats import (
     two_proportion_p_value,
     welch_p_value,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class AbTestReport:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per variant."""
+        import pandas as pd  # on first use: the gateway imports this module, never pandas
+
         return pd.DataFrame([asdict(variant) for variant in self.variants])
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,10 +16,8 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pyarrow as pa
 from sqlalchemy import Engine
 
 from store.ab_report import AbTestReport, build_ab_test_report
@@ -35,6 +33,10 @@ from store.filters import (
     scope_project_id,
 )
 from store.stats import mean_interval, proportion_interval
+
+if TYPE_CHECKING:  # pandas and pyarrow load on the first query: the gateway imports this module
+    import pandas as pd
+    import pyarrow as pa
 
 __all__ = [
     "AbTestReport",
@@ -217,6 +219,8 @@ def interaction_batches(
             empty = False
             yield batch
         if empty:  # one empty batch, so consumers still learn the schema
+            import pyarrow as pa
+
             yield pa.RecordBatch.from_pylist([], schema=reader.schema)
     finally:
         cursor.close()
@@ -337,6 +341,8 @@ def summary(
         kinds = dict(_metric_keys(cursor, scope_project_id(scope)))
         base = cursor.execute(base_sql, compiled.params).fetchall()
         metric_rows = cursor.execute(metric_sql, compiled.params).fetchall() if kinds else []
+    import pyarrow as pa
+
     return _frame(pa.Table.from_pylist(_summary_rows(name, base, metric_rows, kinds)), synced)
 
 
@@ -407,6 +413,8 @@ def label_values(
     compiled = compile_filters(filters or Filters(), scope=scope, label_columns=copy.label_columns)
     column = copy.label_columns.get(key)
     if column is None:
+        import pyarrow as pa
+
         return _frame(
             pa.table({"value": pa.array([], pa.string()), "count": pa.array([], pa.int64())}),
             synced,

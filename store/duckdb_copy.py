@@ -16,6 +16,8 @@ Sync (the relational store stays the source of truth):
    are reloaded whole.
 Freshness: a query syncs first unless the last sync finished less than `max_staleness` seconds
 ago; `synced_at` says when the copy last matched the store.
+DuckDB and pyarrow load when the first copy is made: the gateway imports this module at start-up
+(for `drop_copy`) and most gateways never make a copy.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
 
 SYNC_WINDOW = timedelta(minutes=10)
 FETCH_ROWS = 50_000
@@ -67,8 +70,11 @@ def _postgres_column(name: str, kind: str) -> str:
     return name
 
 
-_ARROW = {"uuid": pa.string(), "json": pa.string(), "ts": pa.string(), "str": pa.string()}
-_ARROW_NUM = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+#: Arrow type (a pyarrow factory's name) of each column kind, as read from the store.
+_ARROW = {
+    "uuid": "string", "json": "string", "ts": "string", "str": "string",
+    "int": "int64", "float": "float64", "bool": "bool_",
+}  # fmt: skip
 
 INTERACTIONS = _LogTable(
     name="interactions",
@@ -172,12 +178,10 @@ CATALOG_TABLES: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
 }
 
 
-def _arrow_type(kind: str) -> pa.DataType:
-    return _ARROW.get(kind) or _ARROW_NUM[kind]
-
-
 def _schema(columns: Sequence[tuple[str, str, str]]) -> pa.Schema:
-    return pa.schema([(name, _arrow_type(kind)) for name, kind, _ in columns])
+    import pyarrow as pa
+
+    return pa.schema([(name, getattr(pa, _ARROW[kind])()) for name, kind, _ in columns])
 
 
 def _duck_expr(name: str, kind: str, duck_type: str) -> str:
@@ -204,6 +208,8 @@ class AnalyticsCopy:
         self._synced_monotonic = float("-inf")
         self._watermarks: dict[str, str | None] = {table.name: None for table in LOG_TABLES}
         self._postgres = engine.dialect.name == "postgresql"
+        import duckdb
+
         self.con = duckdb.connect(
             ":memory:",
             config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
@@ -261,6 +267,8 @@ class AnalyticsCopy:
             if self._postgres
             else ", ".join(c for c, _, _ in columns)
         )
+        import pyarrow as pa
+
         batches = list(self._fetch(connection, f"SELECT {select} FROM {source}", {}, columns))
         staging = pa.Table.from_batches(batches, schema=_schema(columns))
         exprs = ", ".join(_duck_expr(c, k, d) for c, k, d in columns)
@@ -325,6 +333,8 @@ class AnalyticsCopy:
     ) -> str | None:
         """Upsert the store rows matching `where` into the copy; return their newest created_at.
         `replace=False` (the first load, into an empty table) skips the delete by key."""
+        import pyarrow.compute as pc
+
         newest: str | None = None
         for batch in self._fetch(connection, self._select(table) + where, params, table.columns):
             if batch.num_rows == 0:
@@ -342,6 +352,8 @@ class AnalyticsCopy:
         params: dict[str, Any],
         columns: Sequence[tuple[str, str, str]],
     ) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
         schema = _schema(columns)
         # exec_driver_sql is raw DBAPI: sqlite3 takes :name, psycopg takes %(name)s.
         result = connection.exec_driver_sql(sql, params)

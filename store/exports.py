@@ -14,17 +14,17 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import orjson
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from sqlalchemy import Engine
 
 from store.analytics import interaction_batches
 from store.errors import InvalidInputError
 from store.filters import Filters, Scope
+
+if TYPE_CHECKING:  # pyarrow loads on the first export: the gateway imports this module
+    import pyarrow as pa
 
 ExportFormat = Literal["csv", "parquet", "jsonl"]
 FORMATS: dict[str, tuple[str, str]] = {
@@ -108,6 +108,9 @@ def export_chunks(
                 chunk = _jsonl_chunk(batch)
             else:
                 if writer is None:
+                    import pyarrow.csv as pacsv
+                    import pyarrow.parquet as pq
+
                     writer = (
                         pacsv.CSVWriter(sink, batch.schema)
                         if kind == "csv"
