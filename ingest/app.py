@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from ingest import (
     admin_abtests_api,
@@ -22,6 +23,7 @@ from ingest import (
 )
 from ingest.ab_monitor import ab_monitor
 from ingest.capture import CaptureMiddleware
+from ingest.chat_endpoint import ChatEndpoint, ChatFirst
 from ingest.errors import install_error_handlers
 from ingest.graphql import create_graphql_router
 from ingest.journal import Journal
@@ -35,6 +37,15 @@ from store.duckdb_copy import drop_copy
 from store.settings import Settings, get_settings
 
 log = logging.getLogger("interlog")
+
+
+class InterlogApp(FastAPI):
+    """FastAPI, with chat completions dispatched ahead of its stack (ingest/chat_endpoint.py)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        chat = LimitsMiddleware(CaptureMiddleware(ChatEndpoint()), settings=settings)
+        return ChatFirst(chat, super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -72,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             drop_copy(engine)  # analytics: this process's DuckDB copy of the store
             engine.dispose()
 
-    app = FastAPI(
+    app = InterlogApp(
         title="Interlog",
         summary="LLM interaction logging and analytics gateway",
         version="0.1.0",
@@ -80,12 +91,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.telemetry = Telemetry()
-    app.add_middleware(CaptureMiddleware)
+    # Chat completions are captured on their own path (InterlogApp); other routes get the limits.
     app.add_middleware(LimitsMiddleware, settings=settings)  # outermost: refuse bad input first
     install_error_handlers(app)
     # Routers: one line per API module.
-    # The chat route first: routes are matched in order, and every completion pays for the
-    # routes before it (~0.4 ms with chat last, measured by bench/ under load).
+    # The chat route documents the endpoint; requests take InterlogApp's raw ASGI path.
     app.include_router(chat.router)
     app.include_router(health.router)
     app.include_router(feedback_api.router)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.exc import DBAPIError
@@ -23,8 +23,7 @@ AUTH_CACHE_SECONDS = 5.0
 _CACHE_LIMIT = 10_000
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization")
+def _bearer(header: str | None) -> str:
     if not header:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
     scheme, _, token = header.partition(" ")
@@ -35,8 +34,12 @@ def _bearer(request: Request) -> str:
 
 async def authenticate(request: Request) -> Principal:
     """The principal of the request's key; 401 if it is missing, unknown or revoked."""
-    secret = _bearer(request)
-    app_state = request.app.state
+    return await authenticate_header(request.app.state, request.headers.get("authorization"))
+
+
+async def authenticate_header(app_state: Any, header: str | None) -> Principal:
+    """The principal of an `Authorization` header value (the chat endpoint's raw ASGI path)."""
+    secret = _bearer(header)
     cache: dict[str, tuple[float, Principal]] = app_state.__dict__.setdefault("auth_cache", {})
     digest = hashlib.sha256(secret.encode()).hexdigest()
     now = time.monotonic()

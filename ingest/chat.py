@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -27,7 +28,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
-from ingest.auth import authenticate, check_project_key
+from ingest.auth import authenticate_header, check_project_key
 from ingest.chat_schema import ChatRequest, upstream_params
 from ingest.context import CHAT_CONTEXT_KEY, ChatContext
 from ingest.errors import (
@@ -61,21 +62,32 @@ def sse_event(payload: Any) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def error_answer(error: ApiError, *, stream: bool, wants_sse: bool) -> Response:
+@dataclass
+class ChatResult:
+    """What to answer: a whole body (JSON, or an SSE error) or a stream of SSE events."""
+
+    status: int
+    body: bytes = b""
+    media_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    stream: AsyncIterator[bytes] | None = None
+
+    def to_response(self) -> Response:
+        if self.stream is not None:
+            return StreamingResponse(self.stream, media_type=self.media_type, headers=self.headers)
+        return Response(
+            self.body, status_code=self.status, media_type=self.media_type, headers=self.headers
+        )
+
+
+def error_answer(error: ApiError, *, stream: bool, wants_sse: bool) -> ChatResult:
     """An error before any byte was sent, in the form the client can show (module docstring)."""
     headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else {}
     if stream and wants_sse:
         text = f"Interlog error {error.status_code} {error.code}: {error.message}"
         body = b"data: " + " ".join(text.splitlines()).encode() + b"\n\n" + sse_event(error.body())
-        return Response(
-            body, status_code=error.status_code, media_type="text/event-stream", headers=headers
-        )
-    return Response(
-        orjson.dumps(error.body()),
-        status_code=error.status_code,
-        media_type="application/json",
-        headers=headers,
-    )
+        return ChatResult(error.status_code, body, "text/event-stream", headers)
+    return ChatResult(error.status_code, orjson.dumps(error.body()), headers=headers)
 
 
 def _validation_error(exc: ValidationError) -> Unprocessable:
@@ -88,12 +100,7 @@ def _validation_error(exc: ValidationError) -> Unprocessable:
     return Unprocessable(message, param=param)
 
 
-async def _read_body(request: Request) -> dict[str, Any]:
-    limit = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    body = await request.body()
+def _parse_body(body: bytes, limit: int) -> dict[str, Any]:
     if len(body) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     try:
@@ -152,13 +159,36 @@ def build_context(
     },
 )
 async def create_chat_completion(request: Request) -> Response:
-    """Answer a chat completion (Adaptive or OpenAI dialect), streamed or not, and log it."""
-    wants_sse = "text/event-stream" in request.headers.get("accept", "")
+    """Answer a chat completion (Adaptive or OpenAI dialect), streamed or not, and log it.
+
+    Requests reach `run_chat` through ingest.chat_endpoint's raw ASGI path, before FastAPI's
+    routing; this route documents the endpoint in the OpenAPI schema and serves the same way."""
+    state: dict[str, Any] = request.scope.setdefault("state", {})
+    result = await run_chat(
+        request.app.state,
+        await request.body(),
+        authorization=request.headers.get("authorization"),
+        accept=request.headers.get("accept", ""),
+        scope_state=state,
+    )
+    return result.to_response()
+
+
+async def run_chat(
+    app_state: Any,
+    body: bytes,
+    *,
+    authorization: str | None,
+    accept: str,
+    scope_state: dict[str, Any],
+) -> ChatResult:
+    """The whole chat completion: the ChatContext goes to `scope_state` for the capture step."""
+    wants_sse = "text/event-stream" in accept
     stream = False
     try:
-        raw = await _read_body(request)
+        raw = _parse_body(body, app_state.settings.max_body_bytes)
         stream = raw.get("stream") is True
-        principal = await authenticate(request)
+        principal = await authenticate_header(app_state, authorization)
         try:
             chat = ChatRequest.model_validate(raw)
         except ValidationError as exc:
@@ -166,23 +196,24 @@ async def create_chat_completion(request: Request) -> Response:
         project_key = chat.model.partition("/")[0]
         check_project_key(principal, project_key)
         session_id = chat.session_id or uuid.uuid4()
-        route = await request.app.state.routing.route(chat.model, session_id)
+        route = await app_state.routing.route(chat.model, session_id)
         context, payload = build_context(f"chatcmpl-{uuid7().hex}", route, chat, session_id, raw)
-        setattr(request.state, CHAT_CONTEXT_KEY, context)
-        pool: UpstreamPool = request.app.state.upstream
+        scope_state[CHAT_CONTEXT_KEY] = context
+        pool: UpstreamPool = app_state.upstream
         call = await pool.open(route.model, payload, session_id=chat.session_id)
         context.replica = call.replica
         if call.response.status != 200:
             raise await failure_of(call, route.model)
         if stream:
-            return StreamingResponse(
-                relay_stream(call, context, route.public_model, chat.include_usage),
+            return ChatResult(
+                200,
                 media_type="text/event-stream",
                 headers=SSE_HEADERS,
+                stream=relay_stream(call, context, route.public_model, chat.include_usage),
             )
         data = await _read_completion(call, route)
         answer = build_completion(data, context, route.public_model)
-        return Response(orjson.dumps(answer), media_type="application/json")
+        return ChatResult(200, orjson.dumps(answer))
     except ApiError as error:
         return error_answer(error, stream=stream, wants_sse=wants_sse)
 

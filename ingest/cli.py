@@ -83,6 +83,7 @@ def serve(
         workers=workers,
         log_level=settings.log_level,
         access_log=False,
+        proxy_headers=False,  # client addresses are not logged; skip X-Forwarded-For parsing
     )
 
 
