@@ -6,9 +6,11 @@ are JSON lines (orjson); a torn last line after a crash is ignored. A segment is
 writer has stored all of its entries. On start (and periodically) a process claims the
 directories of dead processes (their lock is free), copies their entries into its own journal
 and deletes them, so several gateway processes or hosts never share a journal and nothing is
-lost when one dies. Durability of an append follows INTERLOG_JOURNAL_FSYNC: `entry` (fsync
-before the append returns), `batch` (concurrent appends share one fsync: group commit) or
-`never` (the data is in the OS page cache: it survives a process crash, not a power loss).
+lost when one dies. Every append is written (to the OS) before it returns, so it survives a
+process crash; when it is also on disk follows INTERLOG_JOURNAL_FSYNC: `entry` (fsync before
+the append returns; concurrent appends share one fsync: group commit), `batch` (the writer
+fsyncs once per batch cycle, off the response path: an OS crash or power loss can lose the
+appends of the last cycle, INTERLOG_WRITER_INTERVAL) or `never` (the OS decides).
 
 The journal is used from one event loop only (the middleware and the writer task).
 """
@@ -251,14 +253,22 @@ class Journal:
         if not records:
             return
         sequence = self._write(records)
-        if self.fsync == "never":
-            return
         if self.fsync == "entry":
-            async with self._sync_lock:
-                await asyncio.to_thread(os.fsync, self._current_fd())
-                self._synced_seq = max(self._synced_seq, sequence)
-            return
+            await self._sync_through(sequence)
+
+    async def sync(self) -> None:
+        """fsync every append so far (the writer calls this once per cycle under `batch`)."""
+        await self._sync_through(self._written_seq)
+
+    @property
+    def unsynced(self) -> int:
+        """Appends written to the OS but not yet fsynced by this journal."""
+        return self._written_seq - self._synced_seq
+
+    async def _sync_through(self, sequence: int) -> None:
         # Group commit: whoever holds the lock fsyncs everything written so far.
+        if self._synced_seq >= sequence:
+            return
         async with self._sync_lock:
             if self._synced_seq >= sequence:
                 return

@@ -3,7 +3,8 @@
 An asyncio task gathers up to INTERLOG_WRITER_BATCH_SIZE entries (waiting at most
 INTERLOG_WRITER_INTERVAL seconds), writes them in one transaction in a worker thread
 (store.interactions.write_interactions: idempotent on completion_id), and only then marks them
-done in the journal. If the database is unreachable, it retries with exponential backoff while
+done in the journal; under INTERLOG_JOURNAL_FSYNC=batch it first fsyncs the journal's new
+appends, once per cycle. If the database is unreachable, it retries with exponential backoff while
 the gateway keeps answering and the journal grows. A batch the database refuses for another
 reason is retried record by record; a record refused on its own is moved to the journal's
 `rejected-*.jsonl` file, logged and counted, so one bad record never blocks the others.
@@ -142,6 +143,11 @@ class JournalWriter:
                 if self._stopping:
                     return
                 continue
+            if self.journal.fsync == "batch" and self.journal.unsynced:
+                try:
+                    await self.journal.sync()  # INTERLOG_JOURNAL_FSYNC=batch: once per cycle
+                except OSError as exc:
+                    log.error("writer: cannot fsync the journal: %s", exc)
             batch = self.journal.peek(self.batch_size)
             try:
                 refused = await asyncio.to_thread(self._write_batch, batch)

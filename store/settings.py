@@ -30,8 +30,9 @@ class Settings(BaseSettings):
     )
     journal_fsync: Literal["entry", "batch", "never"] = Field(
         default="batch",
-        description="When the journal is fsynced: after every entry, once per batch of "
-        "concurrent entries, or never (the OS decides).",
+        description="When the journal is fsynced: before each response finishes (entry; "
+        "concurrent responses share one fsync), once per writer cycle off the response path "
+        "(batch), or never (the OS decides).",
     )
     admin_key: str | None = Field(
         default=None,

@@ -150,3 +150,21 @@ def test_rejected_entries_are_kept_in_a_file_not_dropped(tmp_path: Path) -> None
     kept = [orjson.loads(line) for line in journal.rejected_path.read_bytes().splitlines()]
     assert kept == [{"error": "IntegrityError: bad project", "record": record}]
     journal.close()
+
+
+def test_fsync_policy_decides_who_syncs(tmp_path: Path) -> None:
+    """`entry` syncs before append returns; `batch` and `never` leave it to `sync()`."""
+
+    async def appended_unsynced(fsync: Any) -> tuple[int, int]:
+        journal = Journal(tmp_path / fsync, fsync=fsync)
+        journal.open()
+        await asyncio.gather(*(journal.append([_record(n)]) for n in range(5)))
+        before = journal.unsynced
+        await journal.sync()
+        after = journal.unsynced
+        journal.close()
+        return before, after
+
+    assert asyncio.run(appended_unsynced("entry")) == (0, 0)
+    assert asyncio.run(appended_unsynced("batch")) == (5, 0)
+    assert asyncio.run(appended_unsynced("never")) == (5, 0)

@@ -56,6 +56,7 @@ def test_writer_stores_batches_and_reports_them(engine: Engine, tmp_path: Path) 
     journal = Journal(tmp_path / "journal", fsync="batch")
     journal.open()
     stats, metrics = asyncio.run(_run_writer(journal, engine, records))
+    assert journal.unsynced == 0  # INTERLOG_JOURNAL_FSYNC=batch: the writer fsynced the appends
     assert _count(engine, INTERACTION_TABLE) == 10
     assert _count(engine, LABEL_TABLE) == 10
     assert stats.written == 10 and stats.batches >= 3  # at most 4 per batch
