@@ -10,12 +10,39 @@ import uuid
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+_VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
+_RAND_B_MASK = (1 << 62) - 1
+_new_uuid = object.__new__
+_set = object.__setattr__
+#: Random bytes from os.urandom, read 4 KiB at a time: one system call per ~400 ids.
+_POOL_SIZE = 4096
+_pool = b""
+_pool_at = _POOL_SIZE
 
 
-def uuid7() -> uuid.UUID:
-    """A new UUIDv7; ids made in one process are strictly increasing."""
+def _forget_pool() -> None:
+    """A forked child must not reuse its parent's random bytes (the same ids would follow)."""
+    global _pool, _pool_at
+    _pool, _pool_at = b"", _POOL_SIZE
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _random80() -> int:
+    """80 random bits from the OS's CSPRNG (call with _lock held)."""
+    global _pool, _pool_at
+    if _pool_at + 10 > len(_pool):
+        _pool, _pool_at = os.urandom(_POOL_SIZE), 0
+    start = _pool_at
+    _pool_at += 10
+    return int.from_bytes(_pool[start : start + 10], "big")
+
+
+def _uuid7_int() -> int:
     global _last_ms, _counter
     with _lock:
+        random = _random80()  # 62 bits for rand_b, 10 for the counter's random start
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
             ms = _last_ms
@@ -24,12 +51,25 @@ def uuid7() -> uuid.UUID:
                 ms += 1
                 _counter = 0
         else:
-            _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF
+            _counter = (random >> 64) & 0x3FF  # a random start, leaving room to count up
         _last_ms = ms
         counter = _counter
-    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b
-    return uuid.UUID(int=value)
+    return (ms << 80) | (counter << 64) | _VERSION_AND_VARIANT | (random & _RAND_B_MASK)
+
+
+def uuid7() -> uuid.UUID:
+    """A new UUIDv7; ids made in one process are strictly increasing."""
+    # uuid.UUID(int=...) re-validates what is valid by construction; this is what it stores.
+    value = _new_uuid(uuid.UUID)
+    _set(value, "int", _uuid7_int())
+    _set(value, "is_safe", uuid.SafeUUID.unknown)
+    return value
+
+
+def uuid7_str() -> str:
+    """A new UUIDv7 in its canonical text form (cheaper than `str(uuid7())`)."""
+    h = f"{_uuid7_int():032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def uuid7_time_ms(value: uuid.UUID) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -11,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlmodel import Session
 
 from store.db import session_scope
-from store.ids import uuid7, uuid7_time_ms
+from store.ids import uuid7, uuid7_str, uuid7_time_ms
 from store.models import Interaction, InteractionLabel, Model, Project
 
 
@@ -92,3 +93,27 @@ def test_uuid7_ids_sort_by_creation_time() -> None:
     assert all(value.version == 7 for value in ids)
     now_ms = datetime.now(UTC).timestamp() * 1000
     assert abs(uuid7_time_ms(ids[-1]) - now_ms) < 5_000
+
+
+def test_uuid7_values_behave_like_parsed_uuids() -> None:
+    made = uuid7()
+    parsed = uuid.UUID(str(made))
+    assert parsed == made and hash(parsed) == hash(made) and parsed.variant == uuid.RFC_4122
+    texts = [uuid7_str() for _ in range(2000)]
+    assert texts == sorted(texts) and len(set(texts)) == len(texts)
+    assert all(uuid.UUID(text).version == 7 and str(uuid.UUID(text)) == text for text in texts)
+    assert str(uuid7()) > texts[-1]  # one sequence for both forms
+
+
+def test_forked_processes_make_different_uuid7s() -> None:
+    uuid7()  # the parent has random bytes pooled
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, uuid7_str().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert uuid.UUID(child).int & ((1 << 62) - 1) != uuid7().int & ((1 << 62) - 1)
