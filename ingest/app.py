@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest import (
     admin_abtests_api,
@@ -23,7 +23,7 @@ from ingest import (
 )
 from ingest.ab_monitor import ab_monitor
 from ingest.capture import CaptureMiddleware
-from ingest.chat_endpoint import ChatEndpoint, ChatFirst
+from ingest.chat_endpoint import ChatEndpoint, is_chat_request
 from ingest.errors import install_error_handlers
 from ingest.graphql import create_graphql_router
 from ingest.journal import Journal
@@ -42,10 +42,17 @@ log = logging.getLogger("interlog")
 class InterlogApp(FastAPI):
     """FastAPI, with chat completions dispatched ahead of its stack (ingest/chat_endpoint.py)."""
 
-    def build_middleware_stack(self) -> ASGIApp:
-        settings: Settings = self.state.settings
-        chat = LimitsMiddleware(CaptureMiddleware(ChatEndpoint()), settings=settings)
-        return ChatFirst(chat, super().build_middleware_stack())
+    _chat: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_chat_request(scope):
+            scope["app"] = self
+            if self._chat is None:
+                chat = CaptureMiddleware(ChatEndpoint())
+                self._chat = LimitsMiddleware(chat, settings=self.state.settings)
+            await self._chat(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ingest.context import CHAT_CONTEXT_KEY, ChatContext
 from ingest.journal import Journal
 from ingest.telemetry import Telemetry
-from store.ids import uuid7
+from store.ids import uuid7_str
 from store.interactions import InteractionRecord
 
 log = logging.getLogger("interlog.capture")
@@ -218,7 +218,7 @@ class ResponseTee:
         records: list[InteractionRecord] = []
         for position, choice in enumerate(choices):
             record: InteractionRecord = {
-                "completion_id": choice.completion_id or str(uuid7()),
+                "completion_id": choice.completion_id or uuid7_str(),
                 "project_id": context.project_id,
                 "session_id": str(context.session_id),
                 "created_at": context.created_at.isoformat(),

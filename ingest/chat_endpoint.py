@@ -1,14 +1,15 @@
 """The chat completions endpoint as raw ASGI, dispatched before FastAPI's own stack.
 
-Every completion used to pass Starlette's error middleware, the router (matching each route in
-turn), FastAPI's request wrapper, dependency solving and an AsyncExitStack before reaching the
-handler: about a fifth of the gateway's CPU per request under load (bench/profile.py). Chat
-requests now go straight from the limits middleware through the capture middleware to
-`ChatEndpoint`, which calls the same `ingest.chat.run_chat` as the documented FastAPI route.
+Every completion used to pass FastAPI's telemetry check, Starlette's error middleware, the
+router (matching each route in turn), FastAPI's request wrapper, dependency solving and an
+AsyncExitStack before reaching the handler: about a fifth of the gateway's CPU per request
+under load (bench/profile.py). Chat requests now go straight from the limits middleware
+through the capture middleware to `ChatEndpoint`, which calls the same `ingest.chat.run_chat`
+as the documented FastAPI route.
 Everything else (`GET` on the chat path included, which answers 405) goes to FastAPI.
 
-    request -> ChatFirst -> POST chat path -> LimitsMiddleware -> CaptureMiddleware -> ChatEndpoint
-                         -> anything else  -> FastAPI's stack (with LimitsMiddleware in it)
+    InterlogApp (ingest/app.py) -> POST chat path -> Limits -> Capture -> ChatEndpoint
+                                -> anything else  -> FastAPI (with LimitsMiddleware in its stack)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 
 import orjson
 from starlette.responses import StreamingResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from ingest.chat import ChatResult, run_chat
 from ingest.errors import error_body
@@ -88,19 +89,10 @@ class ChatEndpoint:
         await send({"type": "http.response.body", "body": result.body})
 
 
-class ChatFirst:
-    """Send POSTs to the chat path to `chat`, everything else (lifespan included) to `rest`."""
-
-    def __init__(self, chat: ASGIApp, rest: ASGIApp) -> None:
-        self.chat = chat
-        self.rest = rest
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] in CHAT_ENDPOINT_PATHS
-            and scope["method"] == "POST"
-        ):
-            await self.chat(scope, receive, send)
-        else:
-            await self.rest(scope, receive, send)
+def is_chat_request(scope: Scope) -> bool:
+    """A POST to the chat completions path (lifespan and every other request go to FastAPI)."""
+    return (
+        scope["type"] == "http"
+        and scope["path"] in CHAT_ENDPOINT_PATHS
+        and scope["method"] == "POST"
+    )

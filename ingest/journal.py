@@ -50,7 +50,7 @@ class PendingEntry:
 
     segment: int
     completion_id: str
-    record: dict[str, Any]
+    record: Mapping[str, Any]
     appended_at: float
 
 
@@ -237,7 +237,7 @@ class Journal:
         now = time.monotonic()
         for record in records:
             completion_id = str(record["completion_id"])
-            self._pending.append(PendingEntry(self._current, completion_id, dict(record), now))
+            self._pending.append(PendingEntry(self._current, completion_id, record, now))
             self._pending_ids[completion_id] = self._pending_ids.get(completion_id, 0) + 1
         self.appended += len(records)
         self._written_seq += 1

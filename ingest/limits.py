@@ -25,7 +25,6 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-import numpy as np
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,9 +40,6 @@ LABEL_ROUTES = {
 }
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _KEEP = bytes(range(256)).translate(None, b'[]{}"')
-_STEPS = np.zeros(256, dtype=np.int8)
-_STEPS[[ord("["), ord("{")]] = 1
-_STEPS[[ord("]"), ord("}")]] = -1
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
@@ -64,7 +60,13 @@ def json_depth(body: bytes) -> int:
     """How deeply arrays and objects nest in a JSON text (brackets inside strings ignored).
 
     C and numpy speed only: drop escaped backslashes and quotes, keep quotes and brackets,
-    mask what lies between quotes, then the running sum of +1 / -1 per bracket."""
+    mask what lies between quotes, then the running sum of +1 / -1 per bracket. numpy is
+    imported here, not at start: only bodies with more brackets than the limit get here."""
+    import numpy as np
+
+    steps_of = np.zeros(256, dtype=np.int8)
+    steps_of[[ord("["), ord("{")]] = 1
+    steps_of[[ord("]"), ord("}")]] = -1
     text = _unescaped(body)
     if b"\\" in text:
         text = text.replace(b'\\"', b"")
@@ -73,7 +75,7 @@ def json_depth(body: bytes) -> int:
         return 0
     quotes = chars == ord('"')
     outside = (np.cumsum(quotes) % 2 == 0) & ~quotes  # an even number of quotes before it
-    steps = _STEPS[chars] * outside
+    steps = steps_of[chars] * outside
     return max(0, int(np.cumsum(steps, dtype=np.int64).max()))
 
 
@@ -151,7 +153,10 @@ def check_body(path: str, body: bytes, settings: Settings) -> None:
 def check_target(scope: Scope) -> None:
     """Path and query string: valid UTF-8 after percent-decoding, and no NUL."""
     raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
-    for part, name in ((raw_path, "path"), (scope.get("query_string", b""), "query")):
+    query = scope.get("query_string", b"")
+    if not query and raw_path.isascii() and b"%" not in raw_path and b"\x00" not in raw_path:
+        return  # the common case (every chat completion): nothing to decode
+    for part, name in ((raw_path, "path"), (query, "query")):
         decoded = unquote_to_bytes(part)
         if b"\x00" in decoded:
             raise RequestRefused(400, "null_character", f"the {name} may not contain NUL", name)

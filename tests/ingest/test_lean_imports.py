@@ -22,7 +22,7 @@ from tests.support import free_port, interlog_env
 
 __all__ = ["demo_upstream"]
 
-HEAVY = ("pandas", "pyarrow", "duckdb", "scipy", "streamlit", "altair")
+HEAVY = ("numpy", "pandas", "pyarrow", "duckdb", "scipy", "streamlit", "altair")
 ADMIN_KEY = "il_admin_leanimports"
 
 DRIVER = r"""
