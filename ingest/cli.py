@@ -72,6 +72,8 @@ def serve(
     """Run the gateway (REST, GraphQL and chat completions)."""
     import uvicorn
 
+    from ingest.http_protocol import CoalescingHttpToolsProtocol
+
     settings = get_settings()
     if migrate:
         migrations.upgrade(settings.database_url)
@@ -84,6 +86,7 @@ def serve(
         log_level=settings.log_level,
         access_log=False,
         proxy_headers=False,  # client addresses are not logged; skip X-Forwarded-For parsing
+        http=CoalescingHttpToolsProtocol,  # head and body of a sized response in one write
     )
 
 
