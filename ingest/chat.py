@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -42,7 +41,7 @@ from ingest.errors import (
 from ingest.routing import Route
 from ingest.upstream import UpstreamCall, UpstreamPool, failure_of
 from ingest.vision import prepare_messages
-from store.ids import uuid7
+from store.ids import uuid7_str
 
 router = APIRouter(tags=["chat"])
 
@@ -197,7 +196,9 @@ async def run_chat(
         check_project_key(principal, project_key)
         session_id = chat.session_id or uuid.uuid4()
         route = await app_state.routing.route(chat.model, session_id)
-        context, payload = build_context(f"chatcmpl-{uuid7().hex}", route, chat, session_id, raw)
+        context, payload = build_context(
+            "chatcmpl-" + uuid7_str().replace("-", ""), route, chat, session_id, raw
+        )
         scope_state[CHAT_CONTEXT_KEY] = context
         pool: UpstreamPool = app_state.upstream
         call = await pool.open(route.model, payload, session_id=chat.session_id)
@@ -223,7 +224,7 @@ async def _read_completion(call: UpstreamCall, route: Route) -> dict[str, Any]:
         body = await call.response.read()
     except TimeoutError as exc:
         raise UpstreamTimeout(f"model {route.model.key} did not answer in time") from exc
-    except aiohttp.ClientError as exc:
+    except OSError as exc:
         raise UpstreamError(f"model {route.model.key}: upstream failed: {exc}") from exc
     finally:
         call.response.release()
@@ -240,7 +241,7 @@ def build_completion(data: dict[str, Any], context: ChatContext, model: str) -> 
     """The union of the Adaptive and OpenAI response shapes (protocol §3.2)."""
     choices = []
     for position, choice in enumerate(data.get("choices") or ()):
-        completion_id = str(uuid7())
+        completion_id = uuid7_str()
         upstream_message = choice.get("message") or {}
         message = {
             **upstream_message,
@@ -297,7 +298,7 @@ class ChunkRewriter:
             index = choice.get("index", 0)
             completion_id = self.completion_ids.get(index)
             if completion_id is None:
-                completion_id = self.completion_ids[index] = str(uuid7())
+                completion_id = self.completion_ids[index] = uuid7_str()
             delta = choice.get("delta") or {}
             choices.append(
                 {
@@ -338,7 +339,7 @@ async def relay_stream(
     pending = b""
     data_lines: list[bytes] = []
     try:
-        async for piece in call.response.content.iter_any():
+        async for piece in call.response.iter_any():
             pending += piece
             *lines, pending = pending.split(b"\n")
             for line in lines:
@@ -364,7 +365,7 @@ async def relay_stream(
     except TimeoutError:
         finished = True
         yield _stream_error(f"model {context.model_key} timed out mid-stream", "upstream_timeout")
-    except aiohttp.ClientError as exc:
+    except OSError as exc:
         finished = True
         yield _stream_error(
             f"model {context.model_key}: upstream failed mid-stream: {exc}", "upstream_error"

@@ -1,7 +1,9 @@
-"""The upstream pool: one aiohttp session per process, replica choice, timeouts and failures.
+"""The upstream pool: one HTTP client per process, replica choice, timeouts and failures.
 
-We measured an aiohttp ClientSession at ~2,000 req/s through a FastAPI proxy on a 2-core box,
-against ~250 req/s for httpx.AsyncClient (see bench/gateway.py), hence aiohttp.
+Measured through a FastAPI proxy on a 2-core box: httpx.AsyncClient ~250 req/s, an aiohttp
+session ~2,000 req/s. With aiohttp, its client still took about a third of the gateway's CPU
+per completion (bench/profile.py), so the client is now our own small keep-alive HTTP/1.1
+client over httptools (ingest/upstream_http.py), which does only what this pool needs.
 
 A request with a client session_id always goes to the same replica of a model (rendezvous
 hashing, so the upstream's KV cache is reused across turns, and only 1/N of sessions move when
@@ -19,11 +21,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from ingest.errors import ApiError, BadRequest, UpstreamError, UpstreamTimeout
 from ingest.routing import UpstreamModel, unit_hash
+from ingest.upstream_http import ConnectError, HttpPool, UpstreamResponse
 from store.settings import Settings
 
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -33,7 +35,7 @@ _ERROR_BODY_LIMIT = 64 * 1024
 class UpstreamCall:
     """An upstream response whose headers have arrived (the body is still to be read)."""
 
-    response: aiohttp.ClientResponse
+    response: UpstreamResponse
     replica: str
 
 
@@ -66,8 +68,8 @@ async def failure_of(call: UpstreamCall, model: UpstreamModel) -> ApiError:
     """The error to answer for a non-200 upstream response (its body is read and released)."""
     status = call.response.status
     try:
-        body = await call.response.content.read(_ERROR_BODY_LIMIT)
-    except (aiohttp.ClientError, TimeoutError):
+        body = await call.response.read_limited(_ERROR_BODY_LIMIT)
+    except OSError:  # TimeoutError included
         body = b""
     finally:
         call.response.release()
@@ -85,19 +87,16 @@ class UpstreamPool:
     def __init__(self, settings: Settings) -> None:
         self.connect_timeout = settings.upstream_connect_timeout
         self.timeout = settings.upstream_timeout
-        self._session: aiohttp.ClientSession | None = None
+        self._http: HttpPool | None = None
         self._spread = itertools.count()
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=True, raise_for_status=False
-        )
+        self._http = HttpPool()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def _headers(self, model: UpstreamModel) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -111,29 +110,31 @@ class UpstreamPool:
         self, model: UpstreamModel, payload: dict[str, Any], *, session_id: uuid.UUID | None
     ) -> UpstreamCall:
         """Send the request to the first replica that accepts the connection."""
-        if self._session is None:
+        if self._http is None:
             raise RuntimeError("the upstream pool is not started (app lifespan)")
         body = orjson.dumps(payload)
-        timeout = aiohttp.ClientTimeout(
-            total=model.timeout or self.timeout,
-            sock_connect=model.connect_timeout or self.connect_timeout,
-        )
+        timeout = model.timeout or self.timeout
+        connect_timeout = model.connect_timeout or self.connect_timeout
         headers = self._headers(model)
         tried: list[str] = []
         for replica in replica_order(model, session_id, next(self._spread)):
             try:
-                response = await self._session.post(
-                    f"{replica}/chat/completions", data=body, headers=headers, timeout=timeout
+                response = await self._http.post(
+                    f"{replica}/chat/completions",
+                    body,
+                    headers,
+                    timeout=timeout,
+                    connect_timeout=connect_timeout,
                 )
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+            except ConnectError:
                 # Nothing was sent: the next replica may take it.
                 tried.append(replica)
                 continue
             except TimeoutError as exc:
                 raise UpstreamTimeout(
-                    f"model {model.key} did not answer within {timeout.total} s"
+                    f"model {model.key} did not answer within {timeout} s"
                 ) from exc
-            except aiohttp.ClientError as exc:
+            except OSError as exc:
                 raise UpstreamError(f"model {model.key}: upstream failed: {exc}") from exc
             return UpstreamCall(response=response, replica=replica)
         raise UpstreamError(
