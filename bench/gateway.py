@@ -4,8 +4,9 @@ Run from the repository root:  python bench/gateway.py [--duration 5] [--concurr
 (or `python -m bench gateway ...`).
 
 It starts a fast fake upstream (bench/fake_upstream.py, raw ASGI under uvicorn) and measures it
-directly, then through `interlog serve` with logging on, on a fresh SQLite store and on a scratch
-PostgreSQL database (created and dropped on 127.0.0.1:5432), then through the LiteLLM proxy
+directly, then through `interlog serve` with logging on (one process, then `--workers 2`), on a
+fresh SQLite store and on a scratch PostgreSQL database (created and dropped on 127.0.0.1:5432),
+then through the LiteLLM proxy
 (bench/litellm_proxy.py; skipped with the reason if it cannot be installed). Each cell is driven
 by `wrk` (POST via a Lua script) or, without wrk, a bounded aiohttp load generator. After each
 Interlog cell it waits for the journal writer to drain and checks rows logged == requests sent.
@@ -104,12 +105,14 @@ def run(
     litellm: bool = True,
     ttft_requests: int = 200,
     profile_seconds: float = 0,
+    workers: tuple[int, ...] = (1, 2),
 ) -> dict[str, Any]:
     """Every system at every concurrency; a dict of rows, TTFT, memory, skips and profile."""
     out: dict[str, Any] = {
         "tool": loadgen.tool_name(),
         "duration": duration,
         "fsync": fsync,
+        "workers": list(workers),
         "rows": [],
         "ttft": {},
         "memory": {},
@@ -130,34 +133,58 @@ def run(
             direct_url, DIRECT_BODY, None, ttft_requests
         )
         for backend in backends:
-            system = f"interlog {backend}"
             if backend == "postgres" and (reason := services.postgres_available()):
-                out["skipped"][system] = reason
-                print(f"{system}: skipped ({reason})")
+                out["skipped"][f"interlog {backend}"] = reason
+                print(f"interlog {backend}: skipped ({reason})")
                 continue
-            with (
-                _store(backend, workdir) as database_url,
-                services.interlog_gateway(database_url, upstream, workdir, fsync=fsync) as gateway,
-            ):
-                rows, rss = measure_interlog(
-                    gateway,
-                    system,
-                    duration=duration,
-                    concurrency=concurrency,
-                    store_false_at=16 if backend == "sqlite" and 16 in concurrency else None,
-                )
-                out["rows"] += rows
-                out["memory"][system] = rss
-                out["ttft"][system] = loadgen.time_to_first_token(
-                    gateway.chat_url, INTERLOG_BODY, gateway.key, ttft_requests
-                )
-                if profile_seconds and backend == "sqlite":
-                    out["profile"] = profile.profile_under_load(
-                        gateway, INTERLOG_BODY, clients=64, seconds=profile_seconds, workdir=workdir
-                    )
+            for count in workers:
+                _measure_backend(out, backend, count, upstream, workdir, duration, concurrency,
+                                 fsync, ttft_requests, profile_seconds)  # fmt: skip
         if litellm:
             _measure_litellm(out, upstream, workdir, duration, concurrency)
     return out
+
+
+def _measure_backend(
+    out: dict[str, Any],
+    backend: str,
+    workers: int,
+    upstream: str,
+    workdir: Path,
+    duration: float,
+    concurrency: tuple[int, ...],
+    fsync: str,
+    ttft_requests: int,
+    profile_seconds: float,
+) -> None:
+    """One Interlog configuration; with several workers only throughput and latency (RSS, TTFT
+    and store=false are measured on one process)."""
+    system = f"interlog {backend}" + (f" x{workers}" if workers > 1 else "")
+    with (
+        _store(backend, workdir) as database_url,
+        services.interlog_gateway(
+            database_url, upstream, workdir, fsync=fsync, workers=workers
+        ) as gateway,
+    ):
+        single = workers == 1
+        rows, rss = measure_interlog(
+            gateway,
+            system,
+            duration=duration,
+            concurrency=concurrency,
+            store_false_at=16 if single and backend == "sqlite" and 16 in concurrency else None,
+        )
+        out["rows"] += rows
+        if not single:
+            return
+        out["memory"][system] = rss
+        out["ttft"][system] = loadgen.time_to_first_token(
+            gateway.chat_url, INTERLOG_BODY, gateway.key, ttft_requests
+        )
+        if profile_seconds and backend == "sqlite":
+            out["profile"] = profile.profile_under_load(
+                gateway, INTERLOG_BODY, clients=64, seconds=profile_seconds, workdir=workdir
+            )
 
 
 def _measure_litellm(
@@ -211,6 +238,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-litellm", dest="litellm", action="store_false")
     parser.add_argument("--ttft-requests", type=int, default=200)
     parser.add_argument("--profile", type=float, default=0, help="py-spy seconds at 64 clients")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="gateway processes to measure"
+    )
     args = parser.parse_args(argv)
     print(f"\nGateway benchmark ({loadgen.tool_name()}, {args.duration:g} s per cell, "
           f"journal fsync={args.fsync})\n")  # fmt: skip
@@ -222,6 +252,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         litellm=args.litellm,
         ttft_requests=args.ttft_requests,
         profile_seconds=args.profile,
+        workers=tuple(args.workers),
     )
     print_summary(out)
     return out
@@ -229,4 +260,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     services.stop_on_sigterm()
+    loadgen.ensure_wrk()
     main()

@@ -37,6 +37,22 @@ class LoadResult:
         return asdict(self)
 
 
+def ensure_wrk() -> None:
+    """Install wrk (Debian package) when it is missing and apt-get can; else say why not."""
+    if shutil.which("wrk"):
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        print("wrk is not installed (apt-get install wrk); using the aiohttp load generator")
+        return
+    print("installing wrk (apt-get install wrk) ...", flush=True)
+    for command in ([apt, "install", "-y", "wrk"], [apt, "update"], [apt, "install", "-y", "wrk"]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if done.returncode == 0 and shutil.which("wrk"):
+            return
+    print("could not install wrk; using the aiohttp load generator")
+
+
 def tool_name() -> str:
     return "wrk" if shutil.which("wrk") else "aiohttp load generator"
 

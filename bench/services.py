@@ -125,9 +125,9 @@ def seed_store(database_url: str, upstream: str) -> str:
 
 @contextmanager
 def interlog_gateway(
-    database_url: str, upstream: str, workdir: Path, *, fsync: str = "batch"
+    database_url: str, upstream: str, workdir: Path, *, fsync: str = "batch", workers: int = 1
 ) -> Iterator[Gateway]:
-    """A seeded store and `interlog serve` (one worker, logging on) in front of UPSTREAM."""
+    """A seeded store and `interlog serve` (WORKERS processes, logging on) in front of UPSTREAM."""
     key = seed_store(database_url, upstream)
     port = free_port()
     name = make_url(database_url).get_backend_name()
@@ -138,6 +138,7 @@ def interlog_gateway(
         "INTERLOG_LOG_LEVEL": "warning",
     }
     command = [sys.executable, "-m", "ingest", "serve", "--port", str(port), "--no-migrate"]
+    command += ["--workers", str(workers)]
     log = workdir / f"gateway-{name}-{port}.log"
     with process(command, log=log, env=env) as child:
         base = f"http://127.0.0.1:{port}"
