@@ -12,6 +12,10 @@ the append returns; concurrent appends share one fsync: group commit), `batch` (
 fsyncs once per batch cycle, off the response path: an OS crash or power loss can lose the
 appends of the last cycle, INTERLOG_WRITER_INTERVAL) or `never` (the OS decides).
 
+Memory: the first MEMORY_ENTRIES pending records are kept in memory for the writer; beyond
+that (a long store outage) only their place in the segment file is, and the writer reads them
+back from disk when it gets to them, so an outage grows the journal on disk, not the process.
+
 The journal is used from one event loop only (the middleware and the writer task).
 """
 
@@ -40,6 +44,8 @@ SEGMENT_PREFIX = "seg-"
 SEGMENT_SUFFIX = ".jsonl"
 #: A segment larger than this is closed and a new one started (finished segments are deleted).
 SEGMENT_MAX_BYTES = 16 * 1024 * 1024
+#: Pending records kept in memory; later ones are read back from their segment when needed.
+MEMORY_ENTRIES = 20_000
 
 FsyncPolicy = Literal["entry", "batch", "never"]
 
@@ -52,6 +58,18 @@ class PendingEntry:
     completion_id: str
     record: Mapping[str, Any]
     appended_at: float
+
+
+@dataclass
+class _Pending:
+    """A pending entry as the journal keeps it: the record, or only where it lies on disk."""
+
+    segment: int
+    completion_id: str
+    record: Mapping[str, Any] | None
+    appended_at: float
+    offset: int
+    length: int
 
 
 @dataclass
@@ -120,14 +138,18 @@ def _fsync_directory(directory: Path) -> None:
 class Journal:
     """This process's journal directory: append records, hand them to the writer, forget them."""
 
-    def __init__(self, base: Path, *, fsync: FsyncPolicy = "batch") -> None:
+    def __init__(
+        self, base: Path, *, fsync: FsyncPolicy = "batch", memory_entries: int = MEMORY_ENTRIES
+    ) -> None:
         self.base = Path(base)
         self.fsync: FsyncPolicy = fsync
+        self.memory_entries = memory_entries
+        self._in_memory = 0
         self.directory: Path | None = None
         self._lock_fd: int | None = None
         self._segments: dict[int, _Segment] = {}
         self._current = 0
-        self._pending: deque[PendingEntry] = deque()
+        self._pending: deque[_Pending] = deque()
         self._pending_ids: dict[str, int] = {}
         self._written_seq = 0
         self._synced_seq = 0
@@ -227,7 +249,9 @@ class Journal:
             self._rotate()
             segment = self._segments[self._current]
         assert segment.fd is not None
-        data = b"".join(orjson.dumps(record) + b"\n" for record in records)
+        lines = [orjson.dumps(record) + b"\n" for record in records]
+        data = b"".join(lines)
+        offset = segment.size
         view = memoryview(data)
         while view:
             written = os.write(segment.fd, view)
@@ -235,9 +259,15 @@ class Journal:
         segment.size += len(data)
         segment.entries += len(records)
         now = time.monotonic()
-        for record in records:
+        for record, line in zip(records, lines, strict=True):
             completion_id = str(record["completion_id"])
-            self._pending.append(PendingEntry(self._current, completion_id, record, now))
+            kept: Mapping[str, Any] | None = None
+            if self._in_memory < self.memory_entries:
+                kept = record
+                self._in_memory += 1
+            pending = _Pending(self._current, completion_id, kept, now, offset, len(line))
+            self._pending.append(pending)
+            offset += len(line)
             self._pending_ids[completion_id] = self._pending_ids.get(completion_id, 0) + 1
         self.appended += len(records)
         self._written_seq += 1
@@ -312,14 +342,36 @@ class Journal:
     def is_pending(self, completion_id: str) -> bool:
         return completion_id in self._pending_ids
 
+    @property
+    def in_memory(self) -> int:
+        """Pending records held in memory (the rest are read back from disk by `peek`)."""
+        return self._in_memory
+
     def peek(self, limit: int) -> list[PendingEntry]:
         """The oldest `limit` pending entries (they stay pending until `mark_done`)."""
-        return [entry for _, entry in zip(range(limit), self._pending, strict=False)]
+        entries = [entry for _, entry in zip(range(limit), self._pending, strict=False)]
+        out: list[PendingEntry] = []
+        for entry in entries:
+            record = entry.record if entry.record is not None else self._read_back(entry)
+            out.append(PendingEntry(entry.segment, entry.completion_id, record, entry.appended_at))
+        return out
+
+    def _read_back(self, entry: _Pending) -> Mapping[str, Any]:
+        segment = self._segments[entry.segment]
+        with segment.path.open("rb") as file:
+            file.seek(entry.offset)
+            line = file.read(entry.length)
+        record = orjson.loads(line)
+        if not isinstance(record, dict) or str(record.get("completion_id")) != entry.completion_id:
+            raise RuntimeError(f"journal {segment.path}: entry at {entry.offset} does not match")
+        return record
 
     def mark_done(self, count: int) -> None:
         """The oldest `count` pending entries are in the store: forget them, drop old segments."""
         for _ in range(count):
             entry = self._pending.popleft()
+            if entry.record is not None:
+                self._in_memory -= 1
             remaining = self._pending_ids.get(entry.completion_id, 0) - 1
             if remaining > 0:
                 self._pending_ids[entry.completion_id] = remaining

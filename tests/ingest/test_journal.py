@@ -168,3 +168,26 @@ def test_fsync_policy_decides_who_syncs(tmp_path: Path) -> None:
     assert asyncio.run(appended_unsynced("entry")) == (0, 0)
     assert asyncio.run(appended_unsynced("batch")) == (5, 0)
     assert asyncio.run(appended_unsynced("never")) == (5, 0)
+
+
+def test_only_the_first_records_stay_in_memory_the_rest_are_read_back(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, fsync="never", memory_entries=5)
+    journal.open()
+    records = [_record(n) for n in range(20)]
+
+    async def append() -> None:
+        await journal.append(records[:3])
+        for record in records[3:]:
+            await journal.append([record])
+
+    asyncio.run(append())
+    assert journal.depth == 20 and journal.in_memory == 5
+    assert [entry.record for entry in journal.peek(20)] == records
+    journal.mark_done(8)  # 5 from memory and 3 read back from disk
+    assert journal.depth == 12 and journal.in_memory == 0
+    assert [entry.record["completion"] for entry in journal.peek(3)] == [
+        "answer 8",
+        "answer 9",
+        "answer 10",
+    ]
+    journal.close()

@@ -122,3 +122,17 @@ def test_ensure_written_returns_at_once_for_ids_not_pending_here(
         await writer.stop()
 
     asyncio.run(scenario())
+
+
+def test_records_kept_only_on_disk_are_stored_too(engine: Engine, tmp_path: Path) -> None:
+    """A long outage spills the pending records out of memory; the writer reads them back."""
+    project = create_project(engine, key="p")
+    assert project.id is not None
+    records = [_record(project.id, n) for n in range(10)]
+    journal = Journal(tmp_path / "journal", fsync="batch", memory_entries=3)
+    journal.open()
+    stats, _ = asyncio.run(_run_writer(journal, engine, records))
+    assert stats.written == 10
+    with engine.connect() as connection:
+        stored = connection.execute(select(INTERACTION_TABLE.c.completion)).scalars().all()
+    assert sorted(stored) == sorted(f"a{n}" for n in range(10))
