@@ -65,7 +65,13 @@ def _at_most(name: str, value: float | None, target: float, unit: str) -> dict[s
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of issue 9 with what was measured, whether it was met, and the gap."""
     checks: list[dict[str, Any]] = []
-    systems = [s for s in ("interlog sqlite", "interlog postgres") if _cell(results, s, 16)]
+    rows = results.get("gateway", {}).get("rows", [])
+    names = dict.fromkeys(
+        row["system"]
+        for row in rows
+        if row["system"].startswith("interlog") and "store=false" not in row["system"]
+    )
+    systems = [s for s in names if _cell(results, s, 16)]
     litellm = _cell(results, LITELLM, 16)
     for system in systems or ["interlog sqlite"]:
         cell = _cell(results, system, 16)
@@ -109,7 +115,8 @@ def _gateway_section(gateway: dict[str, Any]) -> list[str]:
     out += [
         f"Load generator: {gateway['tool']}, {gateway['duration']:g} s per cell, closed loop "
         f"(each client sends its next request when the previous answer arrived). Interlog runs "
-        f"one process (`interlog serve`), journal fsync `{gateway['fsync']}` (the default). "
+        f"one process (`interlog serve`), and `x2` two (`interlog serve --workers 2`, one journal "
+        f"each); journal fsync `{gateway['fsync']}` (the default). "
         f"Rows logged are counted in the store after the journal writer drained; `sent` counts "
         f"requests written to the socket (including those cut off when the time was up).",
         "",
@@ -237,6 +244,59 @@ def _load_section(load: dict[str, Any]) -> list[str]:
     return out
 
 
+DASHBOARD_HEADING = "## Dashboard ("
+
+
+def dashboard_section(dashboard: dict[str, Any]) -> list[str]:
+    """Per dashboard page, a table of its steps: cold and warm seconds (bench/dashboard.py)."""
+    rows = int(dashboard.get("rows") or 0)
+    out = [f"{DASHBOARD_HEADING}{rows:,} interactions)", ""]
+    if "error" in dashboard:
+        return [*out, f"Failed: `{dashboard['error']}`", ""]
+    load = ", ".join(f"{v:.2f}" for v in dashboard.get("load_average", []))
+    out += [
+        f"`python -m bench dashboard` on {dashboard.get('date', '?')}: Streamlit's AppTest runs "
+        "each page the way a browser session does, on a SQLite store of bench/query.py's "
+        "generated rows (4-turn sessions, an A/B test over two models). **Cold**: the step right "
+        "after every cache was dropped and a sync asked for (as after new data arrived: the "
+        "DuckDB copy syncs, every query runs); **warm**: the same step again, served from the "
+        "caches. Medians of "
+        f"{dashboard.get('runs', '?')} runs; load average at the end {load}. Target: 2 s.",
+        "",
+        f"The first page view of a new dashboard process also copies the whole store into DuckDB: "
+        f"**{dashboard.get('first_view', 0):.1f} s**, once per process.",
+        "",
+    ]
+    pages: dict[str, list[dict[str, Any]]] = {}
+    for step in dashboard.get("steps", []):
+        pages.setdefault(step["page"], []).append(step)
+    for page, steps in pages.items():
+        out += [f"**{page}**", ""]
+        out += _table(
+            ["step", "cold s", "warm s"],
+            [[step["step"], f"{step['cold']:.2f}", f"{step['warm']:.2f}"] for step in steps],
+        )
+    return out
+
+
+def replace_section(path: Path, section: list[str]) -> None:
+    """Put `section` in place of the markdown file's section with the same heading (up to the
+    next `## `), or before "What limits the gateway" when it has none."""
+    lines = path.read_text().splitlines()
+    heading = section[0].split("(")[0]
+    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+    if start is None:
+        start = next(
+            (i for i, line in enumerate(lines) if line.startswith("## What limits")), len(lines)
+        )
+        end = start
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+    path.write_text("\n".join([*lines[:start], *section, *lines[end:]]) + "\n")
+
+
 LIMITS = """## What limits the gateway
 
 - **One Python process, one core.** `interlog serve` answers every completion on one event loop:
@@ -293,6 +353,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         lines += _query_section(results["query"])
     if "load" in results:
         lines += _load_section(results["load"])
+    if "dashboard" in results:
+        lines += dashboard_section(results["dashboard"])
     lines += LIMITS.splitlines()
     lines += ["", "![throughput and latency per system](benchmarks.png)", ""]
     path.write_text("\n".join(lines))

@@ -13,7 +13,7 @@ if ROOT not in sys.path:
 import streamlit as st  # noqa: E402
 
 from dashboard.auth import require_principal, sign_out  # noqa: E402
-from dashboard.context import page_context  # noqa: E402
+from dashboard.context import page_context, sync_on_next_run  # noqa: E402
 from dashboard.filter_bar import render_filter_bar  # noqa: E402
 from store.settings import get_settings  # noqa: E402
 
@@ -40,6 +40,10 @@ def main() -> None:
     with st.sidebar:
         who = "admin" if principal.is_admin else f"project {principal.project_key}"
         st.caption(f"Signed in as **{who}**")
+        st.caption(f"Data as of {ctx.synced_at:%H:%M:%S} UTC")
+        if st.button("Refresh", key="refresh_data", help="Read the newest rows now"):
+            sync_on_next_run()
+            st.rerun()
         if settings.dashboard_auth and st.button("Sign out", key="sign_out"):
             sign_out()
             st.rerun()

@@ -1,19 +1,29 @@
-"""What every page needs: the cached engine, the signed-in principal and the projects it sees."""
+"""What every page needs: the cached engine, the signed-in principal, the projects it sees and
+the version of the analytics data that cached reads are keyed on.
+
+The analytics copy syncs with the store at most every REFRESH_SECONDS (on the first run after
+that, in any session), or at once after the dashboard wrote something or on "Refresh": the data
+version only changes then, so between syncs every rerun is served from the caches.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import streamlit as st
 from sqlalchemy import Engine
 
 from store.catalog import list_projects
+from store.data_version import DataVersion, data_version
 from store.db import create_store_engine
 from store.keys import Principal
 from store.settings import Settings, get_settings
 
 PRINCIPAL_KEY = "interlog_principal"
 PROJECTS_TTL_SECONDS = 30
+REFRESH_SECONDS = 10
+SYNC_NOW_KEY = "interlog_sync_now"
 
 
 @st.cache_resource(show_spinner=False)
@@ -38,14 +48,56 @@ def _all_projects(database_url: str) -> list[ProjectRef]:
     ]
 
 
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def _data_version(_engine: Engine, database_url: str) -> DataVersion:
+    return data_version(_engine, max_staleness=REFRESH_SECONDS)
+
+
+@st.cache_resource(show_spinner=False)
+def _copied_stores() -> set[str]:
+    """Stores this process has copied into DuckDB already."""
+    return set()
+
+
+def current_data_version(engine: Engine, database_url: str) -> DataVersion:
+    """The analytics data's version: synced at most every REFRESH_SECONDS, or now if asked."""
+    if database_url not in _copied_stores():
+        with st.spinner(
+            "First view since the dashboard started: copying the store into DuckDB for "
+            "analytics (about 40 s per million interactions)…"
+        ):
+            version = _data_version(engine, database_url)
+        _copied_stores().add(database_url)
+        return version
+    if st.session_state.pop(SYNC_NOW_KEY, False):
+        _data_version.clear()
+        data_version(engine, max_staleness=0)
+    return _data_version(engine, database_url)
+
+
+def sync_on_next_run() -> None:
+    """Make the next run sync the analytics copy (after a write, or on "Refresh")."""
+    st.session_state[SYNC_NOW_KEY] = True
+
+
 @dataclass(frozen=True)
 class PageContext:
-    """The store, who is looking at it, and which projects they may see."""
+    """The store, who is looking at it, which projects they may see, and the data version."""
 
     settings: Settings
     engine: Engine
     principal: Principal
     projects: list[ProjectRef]
+    data: DataVersion
+
+    @property
+    def version(self) -> str:
+        """A cache key part that changes when the analytics data changes."""
+        return self.data.token
+
+    @property
+    def synced_at(self) -> datetime:
+        return self.data.synced_at
 
     @property
     def project_ids(self) -> list[int] | None:
@@ -78,11 +130,13 @@ def page_context() -> PageContext:
     if not isinstance(principal, Principal):
         st.error("Not signed in.")
         st.stop()
+    engine = engine_for(settings.database_url)
     return PageContext(
         settings=settings,
-        engine=engine_for(settings.database_url),
+        engine=engine,
         principal=principal,
         projects=visible_projects(settings.database_url, principal),
+        data=current_data_version(engine, settings.database_url),
     )
 
 

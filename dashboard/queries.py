@@ -1,21 +1,24 @@
-"""Cached reads for the pages: thin wrappers over store functions, keyed by store, scope, filters.
+"""Cached reads for the pages: thin wrappers over store functions, keyed by store, data version,
+scope and arguments.
 
-Every wrapper takes the PageContext (its engine and principal are passed to the store unhashed,
-as `_engine` / `_scope`) plus hashable keys: the database URL, the scope key and the filters'
-text form, so two principals or two filter settings never share an entry. TTLs are short: the
-store is live. Pages get one page of rows or aggregates, never every row.
+Every wrapper goes through `_cached`, whose key is the call's name, the database URL, the data
+version (dashboard.context: it changes only when the analytics copy synced new rows), the scope
+key and the arguments' text form, so two principals or two filter settings never share an entry
+and nothing is read again until the data changed. The engine, the principal and the filters pass
+unhashed. Store reads do not sync the copy themselves (`max_staleness=SYNCED_BY_VERSION`): the
+version lookup did, once for the run. Pages get one page of rows or aggregates, never every row.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine
 
-from dashboard.context import PageContext
+from dashboard.context import PageContext, sync_on_next_run
 from store import analytics
 from store.ab_catalog import AbTestInfo, list_ab_tests
 from store.ab_report import AbTestReport
@@ -24,6 +27,8 @@ from store.filters import Filters
 from store.keys import Principal
 from store.metrics import list_metrics
 from store.models import Metric
+from store.overview import Overview
+from store.overview import overview as store_overview
 from store.readback import (
     InteractionView,
     find_interaction,
@@ -31,9 +36,11 @@ from store.readback import (
     session_condition,
 )
 
-TTL_SECONDS = 10
-PICKER_TTL_SECONDS = 30
+CACHE_TTL_SECONDS = 3600
+CACHE_ENTRIES = 512
 SESSION_TURNS_LIMIT = 200
+SYNCED_BY_VERSION = float("inf")
+T = TypeVar("T")
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
@@ -46,41 +53,51 @@ def _scope_project_id(principal: Principal) -> int | None:
     return None if principal.is_admin else principal.project_id
 
 
-@st.cache_data(ttl=PICKER_TTL_SECONDS, show_spinner=False)
-def _label_keys(
-    _engine: Engine, url: str, scope_key: str, project: str | None, _scope: Any
-) -> list[str]:
-    return analytics.label_keys(_engine, Filters(project=project), scope=_scope)
+@st.cache_data(ttl=CACHE_TTL_SECONDS, max_entries=CACHE_ENTRIES, show_spinner=False)
+def _cached_call(
+    name: str, url: str, version: str, scope_key: str, key: str, _read: Callable[[], Any]
+) -> Any:
+    return _read()
+
+
+def _cached(ctx: PageContext, name: str, key: Any, read: Callable[[], T]) -> T:
+    """read() once per (name, store, data version, scope, key)."""
+    result: T = _cached_call(
+        name, ctx.settings.database_url, ctx.version, ctx.scope_key, repr(key), read
+    )
+    return result
 
 
 def label_keys(ctx: PageContext, *, project: str | None) -> list[str]:
     """Label keys used in the visible projects (or one project)."""
-    return _label_keys(ctx.engine, ctx.settings.database_url, ctx.scope_key, project, ctx.principal)
-
-
-@st.cache_data(ttl=PICKER_TTL_SECONDS, show_spinner=False)
-def _label_values(
-    _engine: Engine, url: str, scope_key: str, key: str, project: str | None, _scope: Any
-) -> list[str]:
-    frame = analytics.label_values(_engine, key, Filters(project=project), scope=_scope, limit=500)
-    return [str(value) for value in frame["value"].tolist()]
+    return _cached(
+        ctx,
+        "label_keys",
+        project,
+        lambda: analytics.label_keys(
+            ctx.engine,
+            Filters(project=project),
+            scope=ctx.principal,
+            max_staleness=SYNCED_BY_VERSION,
+        ),
+    )
 
 
 def label_values(ctx: PageContext, *, key: str, project: str | None) -> list[str]:
     """Values of one label key, most used first."""
-    return _label_values(
-        ctx.engine, ctx.settings.database_url, ctx.scope_key, key, project, ctx.principal
-    )
 
+    def read() -> list[str]:
+        frame = analytics.label_values(
+            ctx.engine,
+            key,
+            Filters(project=project),
+            scope=ctx.principal,
+            limit=500,
+            max_staleness=SYNCED_BY_VERSION,
+        )
+        return [str(value) for value in frame["value"].tolist()]
 
-@st.cache_data(ttl=PICKER_TTL_SECONDS, show_spinner=False)
-def _model_keys(_engine: Engine, url: str, scope_key: str, projects: tuple[str, ...]) -> list[str]:
-    if not projects:
-        return [model.key for model in list_models(_engine)]
-    keys: set[str] = set()
-    for project_key in projects:
-        keys.update(model.key for model in project_models(_engine, project_key=project_key))
-    return sorted(keys)
+    return _cached(ctx, "label_values", (key, project), read)
 
 
 def model_keys(ctx: PageContext, *, project: str | None) -> list[str]:
@@ -91,17 +108,27 @@ def model_keys(ctx: PageContext, *, project: str | None) -> list[str]:
         projects = ()
     else:
         projects = tuple(p.key for p in ctx.projects)
-    return _model_keys(ctx.engine, ctx.settings.database_url, ctx.scope_key, projects)
+
+    def read() -> list[str]:
+        if not projects:
+            return [model.key for model in list_models(ctx.engine)]
+        keys: set[str] = set()
+        for project_key in projects:
+            keys.update(m.key for m in project_models(ctx.engine, project_key=project_key))
+        return sorted(keys)
+
+    return _cached(ctx, "model_keys", projects, read)
 
 
-@st.cache_data(ttl=PICKER_TTL_SECONDS, show_spinner=False)
-def _metrics(_engine: Engine, url: str, project_id: int | None) -> list[Metric]:
-    return list_metrics(_engine, project_id=project_id)
+def _metrics(ctx: PageContext, project_id: int | None) -> list[Metric]:
+    return _cached(
+        ctx, "metrics", project_id, lambda: list_metrics(ctx.engine, project_id=project_id)
+    )
 
 
 def project_metrics(ctx: PageContext, *, project_id: int) -> list[Metric]:
     """Metric definitions of one project (the caller checked it may see the project)."""
-    return _metrics(ctx.engine, ctx.settings.database_url, project_id)
+    return _metrics(ctx, project_id)
 
 
 def visible_metrics(ctx: PageContext) -> list[Metric]:
@@ -109,7 +136,7 @@ def visible_metrics(ctx: PageContext) -> list[Metric]:
     project_id = _scope_project_id(ctx.principal)
     if project_id is None and not ctx.principal.is_admin:
         return []
-    return _metrics(ctx.engine, ctx.settings.database_url, project_id)
+    return _metrics(ctx, project_id)
 
 
 def metric_keys(ctx: PageContext, *, project: str | None) -> list[str]:
@@ -119,73 +146,62 @@ def metric_keys(ctx: PageContext, *, project: str | None) -> list[str]:
     return sorted({metric.key for metric in metrics})
 
 
-@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def _count(
-    _engine: Engine, url: str, scope_key: str, filters_key: str, _f: Filters, _s: Any
-) -> int:
-    return analytics.count_interactions(_engine, _f, scope=_s)
-
-
 def count_interactions(ctx: PageContext, filters: Filters) -> int:
     """How many interactions match the filters."""
-    return _count(
-        ctx.engine, ctx.settings.database_url, ctx.scope_key, repr(filters), filters, ctx.principal
+    return _cached(
+        ctx,
+        "count",
+        filters,
+        lambda: analytics.count_interactions(
+            ctx.engine, filters, scope=ctx.principal, max_staleness=SYNCED_BY_VERSION
+        ),
     )
-
-
-@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def _page(
-    _engine: Engine,
-    url: str,
-    scope_key: str,
-    filters_key: str,
-    limit: int,
-    offset: int,
-    _f: Filters,
-    _s: Any,
-) -> pd.DataFrame:
-    return _plain(analytics.interactions(_engine, _f, scope=_s, limit=limit, offset=offset))
 
 
 def interactions_page(
     ctx: PageContext, filters: Filters, *, limit: int, offset: int
 ) -> pd.DataFrame:
     """One page of matching interactions, newest first, with metric columns."""
-    return _page(
-        ctx.engine,
-        ctx.settings.database_url,
-        ctx.scope_key,
-        repr(filters),
-        limit,
-        offset,
-        filters,
-        ctx.principal,
+    return _cached(
+        ctx,
+        "page",
+        (filters, limit, offset),
+        lambda: _plain(
+            analytics.interactions(
+                ctx.engine,
+                filters,
+                scope=ctx.principal,
+                limit=limit,
+                offset=offset,
+                max_staleness=SYNCED_BY_VERSION,
+            )
+        ),
     )
-
-
-@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def _summary(
-    _engine: Engine,
-    url: str,
-    scope_key: str,
-    filters_key: str,
-    by: str | None,
-    _f: Filters,
-    _s: Any,
-) -> pd.DataFrame:
-    return _plain(analytics.summary(_engine, _f, scope=_s, by=by))
 
 
 def summary(ctx: PageContext, filters: Filters, *, by: str | None) -> pd.DataFrame:
     """Aggregates of the matching interactions per group (see store.analytics.summary)."""
-    return _summary(
-        ctx.engine,
-        ctx.settings.database_url,
-        ctx.scope_key,
-        repr(filters),
-        by,
-        filters,
-        ctx.principal,
+    return _cached(
+        ctx,
+        "summary",
+        (filters, by),
+        lambda: _plain(
+            analytics.summary(
+                ctx.engine, filters, scope=ctx.principal, by=by, max_staleness=SYNCED_BY_VERSION
+            )
+        ),
+    )
+
+
+def overview(ctx: PageContext, filters: Filters, *, by: str = "model") -> Overview:
+    """Totals, per group and per time bucket and group, in one pass (see store.overview)."""
+    return _cached(
+        ctx,
+        "overview",
+        (filters, by),
+        lambda: store_overview(
+            ctx.engine, filters, scope=ctx.principal, by=by, max_staleness=SYNCED_BY_VERSION
+        ),
     )
 
 
@@ -197,7 +213,7 @@ def find_conversation(ctx: PageContext, completion_id: str | uuid.UUID) -> Inter
 
 
 def session_turns(ctx: PageContext, session_id: uuid.UUID) -> list[InteractionView]:
-    """The turns of a session, oldest first (at most SESSION_TURNS_LIMIT)."""
+    """The turns of a session, oldest first (at most SESSION_TURNS_LIMIT), read fresh."""
     page = list_interactions(
         ctx.engine,
         project_id=_scope_project_id(ctx.principal),
@@ -208,22 +224,10 @@ def session_turns(ctx: PageContext, session_id: uuid.UUID) -> list[InteractionVi
     return page.items
 
 
-@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def _ab_tests(
-    _engine: Engine, url: str, scope_key: str, project_ids: tuple[int, ...] | None
-) -> list[AbTestInfo]:
-    return list_ab_tests(_engine, project_ids=project_ids)
-
-
 def ab_tests(ctx: PageContext) -> list[AbTestInfo]:
     """A/B tests of the visible projects, newest first."""
-    ids = ctx.project_ids
-    return _ab_tests(
-        ctx.engine,
-        ctx.settings.database_url,
-        ctx.scope_key,
-        tuple(ids) if ids is not None else None,
-    )
+    ids = tuple(ctx.project_ids) if ctx.project_ids is not None else None
+    return _cached(ctx, "ab_tests", ids, lambda: list_ab_tests(ctx.engine, project_ids=ids))
 
 
 def variant_traffic(ctx: PageContext, project: str, test_key: str) -> dict[str, int]:
@@ -232,20 +236,20 @@ def variant_traffic(ctx: PageContext, project: str, test_key: str) -> dict[str, 
     return {str(row["variant"]): int(row["count"]) for _, row in frame.iterrows() if row["variant"]}
 
 
-@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def _ab_report(
-    _engine: Engine, url: str, scope_key: str, project: str, key: str, _s: Any
-) -> AbTestReport:
-    return analytics.ab_test_report(_engine, key, scope=_s, project=project)
-
-
 def ab_report(ctx: PageContext, project: str, key: str) -> AbTestReport:
     """The statistics of one A/B test (see store.ab_report)."""
-    return _ab_report(
-        ctx.engine, ctx.settings.database_url, ctx.scope_key, project, key, ctx.principal
+    return _cached(
+        ctx,
+        "ab_report",
+        (project, key),
+        lambda: analytics.ab_test_report(
+            ctx.engine, key, scope=ctx.principal, project=project, max_staleness=SYNCED_BY_VERSION
+        ),
     )
 
 
 def forget_cached_reads() -> None:
-    """Drop cached reads after the dashboard wrote something (a score, a metric)."""
+    """After the dashboard wrote something (a score, a metric): drop cached reads, and sync the
+    analytics copy on the next run so the write shows at once."""
     st.cache_data.clear()
+    sync_on_next_run()

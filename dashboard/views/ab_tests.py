@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import charts, queries
 from dashboard.context import page_context
+from store.ab_report import AbTestReport
 from store.errors import StoreError
 
 ctx = page_context()
@@ -24,7 +25,15 @@ for test in tests:
         facts[1].metric("Mode", test.mode)
         facts[2].metric("Metric", test.metric_key or "-")
         facts[3].metric("Winner", test.winner or "-")
-        traffic = queries.variant_traffic(ctx, test.project_key, test.key)
+        report: AbTestReport | None = None
+        try:
+            report = queries.ab_report(ctx, test.project_key, test.key)
+        except StoreError as exc:
+            problem = exc
+        if report is not None:  # the report counts each variant's interactions already
+            traffic = {variant.variant: variant.n for variant in report.variants}
+        else:
+            traffic = queries.variant_traffic(ctx, test.project_key, test.key)
         shares = test.traffic_shares()
         total = sum(traffic.values())
         st.dataframe(
@@ -45,10 +54,8 @@ for test in tests:
                 "observed share": st.column_config.NumberColumn(format="percent"),
             },
         )
-        try:
-            report = queries.ab_report(ctx, test.project_key, test.key)
-        except StoreError as exc:
-            st.warning(f"No report: {exc}")
+        if report is None:
+            st.warning(f"No report: {problem}")
             continue
         frame = report.to_frame()
         if frame.empty or frame["estimate"].isna().all():

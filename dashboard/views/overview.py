@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -14,8 +12,6 @@ from dashboard.context import page_context
 from dashboard.filter_bar import current_filters
 
 EMPTY = "No interactions match these filters."
-MAX_MODEL_LINES = 8
-HOURLY_SPAN = timedelta(days=7)  # longer ranges default to daily buckets
 
 
 def _ms(value: Any) -> str:
@@ -28,7 +24,8 @@ filters = selection.filters
 st.title("Overview")
 st.caption(f"Showing {selection.description}.")
 
-total = queries.summary(ctx, filters, by=None)
+data = queries.overview(ctx, filters)
+total = data.total
 if total.empty or int(total["count"].sum()) == 0:
     st.info(EMPTY)
     st.stop()
@@ -43,56 +40,33 @@ tokens = int((row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0))
 kpis[4].metric("Tokens", f"{tokens:,}")
 
 metric_keys = sorted({metric.key for metric in queries.visible_metrics(ctx)})
-by_model = queries.summary(ctx, filters, by="model")
+by_model = data.by_group
 by_model = by_model[by_model["model"].notna()]
 
 st.subheader("Over time, by model")
-recent = isinstance(filters.since, datetime) and datetime.now(UTC) - filters.since <= HOURLY_SPAN
-bucket = st.radio(
-    "Time bucket", ["hour", "day"], index=0 if recent else 1, horizontal=True, key="overview_bucket"
-)
-series = []
-for model in by_model.sort_values("count", ascending=False)["model"].head(MAX_MODEL_LINES):
-    frame = queries.summary(ctx, dataclasses.replace(filters, model=model), by=bucket)
-    if not frame.empty:
-        frame["model"] = model
-        frame["tokens"] = frame["prompt_tokens"].fillna(0) + frame["completion_tokens"].fillna(0)
-        series.append(frame)
-if series:
-    over_time = pd.concat(series, ignore_index=True)
+over_time = data.over_time
+if not over_time.empty:
+    shown = over_time["model"].nunique()
+    more = f" (the {shown} busiest models)" if shown < len(by_model) else ""
+    st.caption(f"One point per {data.bucket}{more}.")
     left, right = st.columns(2)
-    left.altair_chart(
-        charts.line_over_time(over_time, time=bucket, value="count", title="Interactions"),
-        width="stretch",
-    )
-    right.altair_chart(
-        charts.line_over_time(over_time, time=bucket, value="error_rate", title="Error rate"),
-        width="stretch",
-    )
-    left.altair_chart(
-        charts.line_over_time(
-            over_time, time=bucket, value="latency_p50", title="Latency p50 (ms)"
-        ),
-        width="stretch",
-    )
-    right.altair_chart(
-        charts.line_over_time(
-            over_time, time=bucket, value="latency_p95", title="Latency p95 (ms)"
-        ),
-        width="stretch",
-    )
-    left.altair_chart(
-        charts.line_over_time(over_time, time=bucket, value="tokens", title="Tokens"),
-        width="stretch",
-    )
-    for index, key in enumerate(metric_keys):
-        column = f"{key}_mean"
-        if column in over_time and over_time[column].notna().any():
-            target = right if index % 2 == 0 else left
-            target.altair_chart(
-                charts.line_over_time(over_time, time=bucket, value=column, title=f"{key} (mean)"),
-                width="stretch",
-            )
+    lines = [
+        ("count", "Interactions"),
+        ("error_rate", "Error rate"),
+        ("latency_p50", "Latency p50 (ms)"),
+        ("latency_p95", "Latency p95 (ms)"),
+        ("tokens", "Tokens"),
+    ]
+    lines += [
+        (f"{key}_mean", f"{key} (mean)")
+        for key in metric_keys
+        if f"{key}_mean" in over_time and over_time[f"{key}_mean"].notna().any()
+    ]
+    for index, (column, title) in enumerate(lines):
+        (left if index % 2 == 0 else right).altair_chart(
+            charts.line_over_time(over_time, time="time", value=column, title=title),
+            width="stretch",
+        )
 else:
     st.info("No interactions with a model match these filters.")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 
 import pandas as pd
@@ -13,11 +14,13 @@ from sqlmodel import col
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Image
 
+from dashboard.context import REFRESH_SECONDS
 from store.db import create_store_engine
+from store.interactions import write_interactions
 from store.models import Comparison, Metric, MetricValue
 from store.settings import get_settings
 from tests.dashboard.conftest import APP, TIMEOUT, page_text, signed_in_app
-from tests.dashboard.seeds import SeededStore
+from tests.dashboard.seeds import SeededStore, _record
 
 EMPTY = "No interactions match these filters."
 
@@ -281,6 +284,25 @@ def test_overview_shows_volume_and_follows_the_filters(seeded: SeededStore) -> N
     assert metrics["Error rate"] == "0.0%"
     by_model = app.dataframe[0].value
     assert list(by_model["model"]) == ["small-model"]
+
+
+def test_new_rows_show_after_refresh_not_on_every_rerun(seeded: SeededStore) -> None:
+    started = time.monotonic()
+    app = signed_in_app(seeded.admin_key)
+    assert {metric.label: metric.value for metric in app.metric}["Interactions"] == "21"
+    assert any(caption.value.startswith("Data as of ") for caption in app.caption)
+    engine = create_store_engine(get_settings().database_url)
+    try:
+        write_interactions(engine, [_record(project_id=1, model_id=1, status="ok")])
+    finally:
+        engine.dispose()
+    app.run()
+    if time.monotonic() - started < REFRESH_SECONDS:  # within the refresh period: cached
+        assert {metric.label: metric.value for metric in app.metric}["Interactions"] == "21"
+    _button(app, "Refresh").click()  # type: ignore[attr-defined]
+    app.run()
+    assert not app.exception, app.exception
+    assert {metric.label: metric.value for metric in app.metric}["Interactions"] == "22"
 
 
 @pytest.mark.parametrize(("host", "allowed"), [("127.0.0.1", True), ("0.0.0.0", False)])
