@@ -1,57 +1,87 @@
-"""Fast idempotent bulk inserts at the driver level (ON CONFLICT DO NOTHING on both backends).
+"""Fast idempotent bulk inserts at the driver level (no duplicates on both backends).
 
 SQLAlchemy Core spends most of a large executemany in per-value bind processing. Here each
 column gets one small converter to the driver's own representation, written to agree with what
-SQLAlchemy stores (so reads through SQLAlchemy and DuckDB see the same values):
-  SQLite      sqlite3 `executemany` of tuples: UUIDs as 32-hex text, UTC timestamps as
-              "YYYY-MM-DD HH:MM:SS.ffffff" text, JSON as text.
-  PostgreSQL  psycopg COPY into a per-connection temporary table, then one
-              INSERT ... SELECT ... ON CONFLICT DO NOTHING (COPY itself cannot skip conflicts).
+SQLAlchemy stores (so reads through SQLAlchemy and DuckDB see the same values), and a generated
+function turns a row (a dict by column name) into a tuple in the table's column order:
+  SQLite      sqlite3 `executemany` of INSERT ... ON CONFLICT DO NOTHING: UUIDs as 32-hex text,
+              UTC timestamps as "YYYY-MM-DD HH:MM:SS.ffffff" text, JSON as text.
+  PostgreSQL  psycopg binary COPY straight into the table under a savepoint (UUIDs, aware
+              datetimes, JSON dumped by orjson). COPY cannot skip conflicts: when a row already
+              exists (a replayed batch), the savepoint is rolled back and the rows go through a
+              per-connection temporary table and one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
 Any other dialect falls back to Core executemany.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import orjson
-from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, Connection, LargeBinary, Table, Uuid
+import psycopg
+from psycopg.types.json import JsonbBinaryDumper
+from psycopg.types.uuid import UUIDBinaryDumper
+from sqlalchemy import JSON, Connection, Table, Uuid
 from sqlalchemy.dialects import postgresql, sqlite
 
 from store.types import UTCDateTime
 
 Converter = Callable[[Any], Any]
+Row = tuple[Any, ...]
+
+
+class LazyRows:
+    """Rows made one at a time while the driver consumes them, so a big batch never holds
+    them all (fewer live objects, less work for the garbage collector); iterable again."""
+
+    def __init__(self, make: Callable[[], Iterator[Row]]) -> None:
+        self._make = make
+
+    def __iter__(self) -> Iterator[Row]:
+        return self._make()
+
+
+Rows = Sequence[Row] | LazyRows
 
 
 def _identity(value: Any) -> Any:
     return value
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _uuid_hex(value: Any) -> Any:
     if value is None:
         return None
-    return value.hex if isinstance(value, uuid.UUID) else uuid.UUID(str(value)).hex
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return value.replace("-", "")
+    return uuid.UUID(str(value)).hex
+
+
+def _uuid_bytes(value: Any) -> Any:
+    """psycopg: the 16 bytes of the UUID (_UuidDumper sends them as they are)."""
+    if value is None:
+        return None
+    if isinstance(value, uuid.UUID):
+        return value.bytes
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return bytes.fromhex(value.replace("-", ""))
+    return uuid.UUID(str(value)).bytes
 
 
 def _uuid_value(value: Any) -> Any:
     if value is None or isinstance(value, uuid.UUID):
         return value
     return uuid.UUID(str(value))
-
-
-def _sqlite_datetime(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        raise ValueError("naive datetime: Interlog stores timezone-aware timestamps only")
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _aware_datetime(value: Any) -> Any:
@@ -62,77 +92,163 @@ def _aware_datetime(value: Any) -> Any:
     return value
 
 
+#: The last datetime formatted for SQLite and its text: a bulk request stamps many rows with
+#: one `now`, formatted once. A tuple, replaced whole, so threads never see half of it.
+_last_sqlite_datetime: tuple[Any, str] = (None, "")
+
+
+def _sqlite_datetime(value: Any) -> Any:
+    global _last_sqlite_datetime
+    if value is None:
+        return None
+    last = _last_sqlite_datetime
+    if value is last[0]:
+        return last[1]
+    moment = _aware_datetime(value).astimezone(UTC).replace(tzinfo=None)
+    text = moment.isoformat(" ", "microseconds")
+    _last_sqlite_datetime = (value, text)
+    return text
+
+
 def _json_text(value: Any) -> Any:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def _jsonb(value: Any) -> Any:
-    return None if value is None else Jsonb(value, dumps=_json_text)
+WRITER_KINDS = ("sqlite", "psycopg", "core")
 
 
-def _converter(column_type: Any, dialect: str) -> Converter:
+def writer_kind(connection: Connection) -> str:
+    """How rows reach this connection's database: "sqlite", "psycopg" (COPY) or "core"."""
+    dialect = connection.dialect
+    if dialect.name == "sqlite":
+        return "sqlite"
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        return "psycopg"
+    return "core"
+
+
+def _converter(column_type: Any, kind: str) -> Converter:
     if isinstance(column_type, Uuid):
-        return _uuid_hex if dialect == "sqlite" else _uuid_value
+        return {"sqlite": _uuid_hex, "psycopg": _uuid_bytes}.get(kind, _uuid_value)
     if isinstance(column_type, UTCDateTime):
-        return _sqlite_datetime if dialect == "sqlite" else _aware_datetime
-    if isinstance(column_type, JSON) or "JSON" in type(column_type).__name__.upper():
-        return _json_text if dialect == "sqlite" else _jsonb
-    if isinstance(column_type, LargeBinary):
-        return _identity
-    return _identity
+        return _sqlite_datetime if kind == "sqlite" else _aware_datetime
+    is_json = isinstance(column_type, JSON) or "JSON" in type(column_type).__name__.upper()
+    if is_json and kind == "sqlite":
+        return _json_text
+    return _identity  # psycopg: JSON values are dumped by the COPY (_OrjsonJsonbDumper)
 
 
-@lru_cache(maxsize=64)
-def _tuple_builder(table: Table, dialect: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    """A function row -> tuple for this table, generated once: no per-value loop overhead."""
+def column_converter(table: Table, column: str, kind: str) -> Converter:
+    """The function that turns a value of COLUMN into what a writer of KIND is given."""
+    return _converter(table.c[column].type, kind)
+
+
+def row_builder(
+    table: Table, kind: str, defaults: Mapping[str, Any] | None = None
+) -> Callable[[Mapping[str, Any]], Row]:
+    """A function row -> tuple for this table, generated: no per-value loop overhead.
+
+    DEFAULTS stand in for keys a row lacks; a None given for a column whose default is a dict
+    or a list becomes that default too. Generate once and keep the function."""
     namespace: dict[str, Any] = {}
+    given = dict(defaults or {})
     parts = []
     for number, column in enumerate(table.columns):
-        convert = _converter(column.type, dialect)
+        convert = _converter(column.type, kind)
         key = repr(column.name)
-        if convert is _identity:
-            parts.append(f"get({key})")
-        else:
+        value = f"get({key})"
+        if column.name in given:
+            namespace[f"d{number}"] = given[column.name]
+            value = f"get({key}, d{number})"
+            if isinstance(given[column.name], dict | list):
+                value = f"({value} or d{number})"
+        if convert is not _identity:
             namespace[f"c{number}"] = convert
-            parts.append(f"c{number}(get({key}))")
+            value = f"c{number}({value})"
+        parts.append(value)
     source = "def build(row):\n    get = row.get\n    return (" + ", ".join(parts) + ",)\n"
     exec(source, namespace)  # the source is made from column names of our own tables only
-    return namespace["build"]
-
-
-def _tuples(table: Table, rows: Sequence[dict[str, Any]], dialect: str) -> list[tuple[Any, ...]]:
-    build = _tuple_builder(table, dialect)
-    return [build(row) for row in rows]
+    build: Callable[[Mapping[str, Any]], Row] = namespace["build"]
+    return build
 
 
 def _quoted_columns(table: Table) -> str:
     return ", ".join(f'"{column.name}"' for column in table.columns)
 
 
-def _insert_sqlite(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def _insert_sqlite(connection: Connection, table: Table, rows: Iterable[Row]) -> None:
     columns = _quoted_columns(table)
     marks = ", ".join("?" for _ in table.columns)
     statement = f'INSERT INTO "{table.name}" ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING'
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(statement, _tuples(table, rows, "sqlite"))
+        cursor.executemany(statement, rows)
     finally:
         cursor.close()
 
 
-def _insert_postgres(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    columns = _quoted_columns(table)
-    staging = f"_interlog_stage_{table.name}"
+class _OrjsonJsonbDumper(JsonbBinaryDumper):
+    """jsonb for binary COPY, dumped by orjson (a COPY cursor registers it by oid only)."""
+
+    _dumps = orjson.dumps
+
+
+class _UuidDumper(UUIDBinaryDumper):
+    """uuid for binary COPY: the 16 bytes _uuid_bytes made."""
+
+    def dump(self, obj: Any) -> bytes:
+        return obj if isinstance(obj, bytes) else super().dump(obj)  # type: ignore[return-value]
+
+
+#: Column type oids of each table, per driver connection (one catalog query per table each).
+_column_oids: weakref.WeakKeyDictionary[Any, dict[str, list[int]]] = weakref.WeakKeyDictionary()
+
+
+def _table_oids(cursor: psycopg.Cursor[Any], table: Table) -> list[int]:
+    known = _column_oids.setdefault(cursor.connection, {})
+    if table.name not in known:
+        cursor.execute(
+            "SELECT attname, atttypid::int FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            [f'"{table.name}"'],
+        )
+        oids = dict(cursor.fetchall())
+        known[table.name] = [oids[column.name] for column in table.columns]
+    return known[table.name]
+
+
+def _copy(cursor: psycopg.Cursor[Any], target: str, table: Table, rows: Rows) -> None:
+    oids = _table_oids(cursor, table)
+    statement = f'COPY "{target}" ({_quoted_columns(table)}) FROM STDIN (FORMAT BINARY)'
+    with cursor.copy(statement) as copy:
+        copy.set_types(oids)
+        write_row = copy.write_row
+        for row in rows:
+            write_row(row)
+
+
+def _insert_postgres(connection: Connection, table: Table, rows: Rows) -> None:
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor:
+        cursor.adapters.register_dumper(None, _OrjsonJsonbDumper)
+        cursor.adapters.register_dumper(None, _UuidDumper)
+        cursor.execute("SAVEPOINT interlog_copy")
+        try:
+            _copy(cursor, table.name, table, rows)
+        except psycopg.errors.UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT interlog_copy")
+        else:
+            cursor.execute("RELEASE SAVEPOINT interlog_copy")
+            return
+        # Some rows exist already: stage them all, keep only the new ones.
+        staging = f"_interlog_stage_{table.name}"
+        columns = _quoted_columns(table)
         cursor.execute(
             f'CREATE TEMP TABLE IF NOT EXISTS "{staging}" '
             f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
         )
-        with cursor.copy(f'COPY "{staging}" ({columns}) FROM STDIN') as copy:
-            for row in _tuples(table, rows, "postgresql"):
-                copy.write_row(row)
+        _copy(cursor, staging, table, rows)
         cursor.execute(
             f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} FROM "{staging}" '
             "ON CONFLICT DO NOTHING"
@@ -140,12 +256,10 @@ def _insert_postgres(connection: Connection, table: Table, rows: Sequence[dict[s
         cursor.execute(f'TRUNCATE "{staging}"')
 
 
-def insert_ignoring_conflicts(
-    connection: Connection, table: Table, rows: Sequence[dict[str, Any]]
-) -> None:
-    """Insert rows (dicts by column name) in the caller's transaction, skipping existing keys."""
-    if not rows:
-        return
+def insert_rows_ignoring_conflicts(connection: Connection, table: Table, rows: Rows) -> None:
+    """Insert tuples made by `row_builder(table, dialect)` in the caller's transaction,
+    skipping rows whose key exists already. ROWS may be iterated twice (PostgreSQL, when some
+    exist already)."""
     dialect = connection.dialect.name
     if dialect == "sqlite":
         _insert_sqlite(connection, table, rows)
@@ -154,5 +268,20 @@ def insert_ignoring_conflicts(
     else:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         names = [column.name for column in table.columns]
-        values = [{name: row.get(name) for name in names} for row in rows]
+        values = [dict(zip(names, row, strict=True)) for row in rows]
         connection.execute(insert(table).on_conflict_do_nothing(), values)
+
+
+@lru_cache(maxsize=64)
+def _plain_builder(table: Table, kind: str) -> Callable[[Mapping[str, Any]], Row]:
+    return row_builder(table, kind)
+
+
+def insert_ignoring_conflicts(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert rows (dicts by column name) in the caller's transaction, skipping existing keys."""
+    if not rows:
+        return
+    build = _plain_builder(table, writer_kind(connection))
+    insert_rows_ignoring_conflicts(connection, table, [build(row) for row in rows])

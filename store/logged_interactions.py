@@ -17,7 +17,7 @@ from sqlmodel import col
 
 from store.errors import StoreError
 from store.feedback import add_metric_values, check_metric_values
-from store.interactions import InteractionRecord, insert_interactions
+from store.interactions import InteractionRecord, insert_interactions, write_transaction
 from store.models import Model, Project
 
 
@@ -47,6 +47,10 @@ class LoggedResult:
     error: StoreError | None = None
 
 
+#: The result of every item stored without feedback (shared: read it, never change it).
+STORED = LoggedResult(feedback_ids=[])
+
+
 def write_logged_interactions(
     engine: Engine,
     *,
@@ -61,7 +65,7 @@ def write_logged_interactions(
     if len(records) != len(feedbacks):
         raise ValueError("one feedback list per record")
     results: list[LoggedResult | None] = [None] * len(records)
-    with engine.begin() as connection:
+    with write_transaction(engine) as connection:
         for index, values in enumerate(feedbacks):
             if not values:
                 continue
@@ -76,7 +80,7 @@ def write_logged_interactions(
             if results[index] is not None:
                 continue
             if not values:
-                results[index] = LoggedResult(feedback_ids=[])
+                results[index] = STORED
                 continue
             record = records[index]
             try:
@@ -91,4 +95,4 @@ def write_logged_interactions(
                 results[index] = LoggedResult(error=exc)
             else:
                 results[index] = LoggedResult(feedback_ids=ids)
-    return [result or LoggedResult(feedback_ids=[]) for result in results]
+    return [result or STORED for result in results]

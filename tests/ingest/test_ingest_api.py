@@ -199,3 +199,33 @@ def test_bulk_needs_an_interactions_list_and_a_key(server: Server) -> None:
     assert response.status_code == 400
     response = httpx.post(server.url + "/api/v1/interactions/bulk", json={"interactions": []})
     assert response.status_code == 401
+
+
+def test_bulk_accepts_every_spelling_pydantic_does_and_bounds_token_counts(
+    server: Server, engine: Engine
+) -> None:
+    session = uuid.uuid4()
+    items = [
+        _item(session_id=str(session).upper(), created_at="2024-02-21T09:51:03+05:30"),
+        _item(prompt_tokens=2**31),  # beyond the INTEGER column: this item only is refused
+        _item(session_id=str(session), latency_ms=12, completion_tokens=7),
+    ]
+    body = _post(server, "/api/v1/interactions/bulk", {"interactions": items}).json()
+    assert (body["accepted"], body["rejected"]) == (2, 1)
+    first, refused, last = body["results"]
+    assert first["session_id"] == last["session_id"] == str(session)
+    assert refused["error"]["param"] == "prompt_tokens" and "completion_id" not in refused
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                INTERACTION_TABLE.c.completion_id,
+                INTERACTION_TABLE.c.created_at,
+                INTERACTION_TABLE.c.latency_ms,
+            ).order_by(INTERACTION_TABLE.c.created_at)
+        ).all()
+    assert [str(row.completion_id) for row in rows] == [
+        first["completion_id"],
+        last["completion_id"],
+    ]
+    assert rows[0].created_at.isoformat() == "2024-02-21T04:21:03+00:00"
+    assert rows[1].latency_ms == 12.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -62,3 +63,32 @@ def test_images_are_stored_once_per_content_hash(engine: Engine) -> None:
     with engine.connect() as connection:
         rows = connection.execute(select(Attachment.sha256, Attachment.data)).all()  # type: ignore[call-overload]
     assert [(row[0], bytes(row[1])) for row in rows] == [(digest, data)]
+
+
+def test_concurrent_batches_all_land_and_replays_stay_single(engine: Engine) -> None:
+    project = create_project(engine, key="p")
+    batches = [[_record(project.id or 0) for _ in range(200)] for _ in range(4)]
+    # Half of each batch again inside another: COPY meets existing rows on PostgreSQL.
+    batches += [batches[0][:100] + batches[1][100:], batches[2][50:] + batches[3][:50]]
+    with ThreadPoolExecutor(max_workers=len(batches)) as pool:
+        list(pool.map(lambda batch: write_interactions(engine, batch), batches))
+    assert _count(engine, Interaction.completion_id) == 800
+    assert _count(engine, InteractionLabel.key) == 1600
+
+
+def test_uuids_and_times_may_come_as_objects_or_text(engine: Engine) -> None:
+    project = create_project(engine, key="p")
+    ident = uuid7()
+    records = [
+        _record(project.id or 0, completion_id=ident, session_id=uuid.uuid4(), created_at=utcnow()),
+        _record(project.id or 0, completion_id=str(uuid7()).upper(), created_at=None),
+        _record(project.id or 0, completion_id=uuid7().hex, labels=None, messages=None),
+    ]
+    write_interactions(engine, records)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(Interaction.completion_id, Interaction.labels, Interaction.messages)  # type: ignore[call-overload]
+        ).all()
+    assert ident in {row[0] for row in rows} and len(rows) == 3
+    assert sorted(len(row[1]) for row in rows) == [0, 2, 2]
+    assert sorted(len(row[2]) for row in rows) == [0, 1, 1]
