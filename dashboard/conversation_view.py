@@ -87,7 +87,8 @@ def render_facts(view: InteractionView, *, project_key: str) -> None:
         st.json(view.params or {}, expanded=False)
     with right:
         st.markdown("**Details**")
-        st.table({"field": list(facts), "value": [str(v) if v else "-" for v in facts.values()]})
+        # "—", not "-": table cells are markdown, where a lone "-" is an empty list item.
+        st.table({"field": list(facts), "value": [str(v) if v else "—" for v in facts.values()]})
 
 
 def render_scores(view: InteractionView) -> None:
