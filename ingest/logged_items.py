@@ -83,15 +83,17 @@ _OPTIONAL_TEXT_BOUNDED = (
 )
 
 
-_VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
-_RAND_B_MASK = (1 << 62) - 1
 _MAX_MS = (1 << 48) - 1
-#: Random bytes for new ids, read from the OS 4 KiB at a time (one system call per ~400 ids).
-_random = threading.local()
+_VARIANT = "89ab"  # the first hex digit of a RFC 9562 variant's 4th group, by its 2 free bits
+#: Random bytes for new ids, read from the OS 4000 at a time (one system call per 400 ids).
+_random_lock = threading.Lock()
+_random_pool = b""
+_random_at = 0
 
 
 def _forget_random() -> None:
-    _random.__dict__.clear()  # a forked child must not make its parent's ids again
+    global _random_pool, _random_at
+    _random_pool, _random_at = b"", 0  # a forked child must not make its parent's ids again
 
 
 os.register_at_fork(after_in_child=_forget_random)
@@ -100,17 +102,16 @@ os.register_at_fork(after_in_child=_forget_random)
 def uuid7_text_at(moment: datetime) -> str:
     """A UUIDv7 carrying `moment` (the interaction's own time, so ids sort by created_at), in
     its canonical text: ids stay plain strings up to the driver (no objects for the GC)."""
-    pool: bytes = getattr(_random, "pool", b"")
-    at: int = getattr(_random, "at", 0)
-    if at + 10 > len(pool):
-        pool, at = os.urandom(4096), 0
-        _random.pool = pool
-    _random.at = at + 10
-    rand = int.from_bytes(pool[at : at + 10], "big")
-    ms = min(max(0, int(moment.timestamp() * 1000)), _MAX_MS)
-    value = (ms << 80) | ((rand >> 62) & 0xFFF) << 64 | _VERSION_AND_VARIANT | (rand & _RAND_B_MASK)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    global _random_pool, _random_at
+    with _random_lock:
+        if _random_at + 10 > len(_random_pool):
+            _random_pool, _random_at = os.urandom(4000), 0
+        at = _random_at
+        _random_at = at + 10
+        pool = _random_pool
+    r = pool[at : at + 10].hex()  # 74 of these 80 bits are used
+    t = f"{min(max(0, int(moment.timestamp() * 1000)), _MAX_MS):012x}"
+    return f"{t[:8]}-{t[8:]}-7{r[:3]}-{_VARIANT[int(r[3], 16) & 3]}{r[4:7]}-{r[7:19]}"
 
 
 def _plain_uuid(value: Any) -> bool:

@@ -4,7 +4,7 @@ SQLAlchemy Core spends most of a large executemany in per-value bind processing.
 column gets one small converter to the driver's own representation, written to agree with what
 SQLAlchemy stores (so reads through SQLAlchemy and DuckDB see the same values), and a generated
 function turns a row (a dict by column name) into a tuple in the table's column order:
-  SQLite      sqlite3 `executemany` of INSERT ... ON CONFLICT DO NOTHING: UUIDs as 32-hex text,
+  SQLite      multi-row INSERT ... ON CONFLICT DO NOTHING (sqlite3): UUIDs as 32-hex text,
               UTC timestamps as "YYYY-MM-DD HH:MM:SS.ffffff" text, JSON as text.
   PostgreSQL  psycopg binary COPY straight into the table under a savepoint (UUIDs, aware
               datetimes, JSON dumped by orjson). COPY cannot skip conflicts: when a row already
@@ -16,11 +16,13 @@ Any other dialect falls back to Core executemany.
 from __future__ import annotations
 
 import re
+import sqlite3
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import chain, islice
 from typing import Any
 
 import orjson
@@ -111,7 +113,11 @@ def _sqlite_datetime(value: Any) -> Any:
 
 
 def _json_text(value: Any) -> Any:
-    return None if value is None else orjson.dumps(value).decode()
+    if value is None:
+        return None
+    if not value and isinstance(value, dict | list):
+        return "{}" if isinstance(value, dict) else "[]"  # params, mostly
+    return orjson.dumps(value).decode()
 
 
 WRITER_KINDS = ("sqlite", "psycopg", "core")
@@ -176,13 +182,34 @@ def _quoted_columns(table: Table) -> str:
     return ", ".join(f'"{column.name}"' for column in table.columns)
 
 
-def _insert_sqlite(connection: Connection, table: Table, rows: Iterable[Row]) -> None:
+#: Most rows per multi-row INSERT on SQLite (bounded by its limit on bound variables too).
+SQLITE_ROWS_PER_STATEMENT = 250
+
+
+@lru_cache(maxsize=64)
+def _sqlite_insert(table: Table, rows: int) -> str:
     columns = _quoted_columns(table)
-    marks = ", ".join("?" for _ in table.columns)
-    statement = f'INSERT INTO "{table.name}" ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING'
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    values = "(" + ", ".join("?" for _ in table.columns) + ")"
+    return (
+        f'INSERT INTO "{table.name}" ({columns}) VALUES '
+        + ", ".join(values for _ in range(rows))
+        + " ON CONFLICT DO NOTHING"
+    )
+
+
+def _insert_sqlite(connection: Connection, table: Table, rows: Iterable[Row]) -> None:
+    """Multi-row INSERTs: sqlite3 lets other threads run Python only while a statement steps,
+    so one step per few hundred rows (not one per row, as executemany does) keeps the writer
+    from queueing for the GIL behind busy threads, row after row."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per_statement = max(1, min(SQLITE_ROWS_PER_STATEMENT, limit // len(table.columns)))
+    cursor = driver.cursor()
     try:
-        cursor.executemany(statement, rows)
+        pending = iter(rows)
+        while chunk := list(islice(pending, per_statement)):
+            cursor.execute(_sqlite_insert(table, len(chunk)), list(chain.from_iterable(chunk)))
     finally:
         cursor.close()
 
@@ -260,12 +287,13 @@ def insert_rows_ignoring_conflicts(connection: Connection, table: Table, rows: R
     """Insert tuples made by `row_builder(table, dialect)` in the caller's transaction,
     skipping rows whose key exists already. ROWS may be iterated twice (PostgreSQL, when some
     exist already)."""
-    dialect = connection.dialect.name
-    if dialect == "sqlite":
+    kind = writer_kind(connection)
+    if kind == "sqlite":
         _insert_sqlite(connection, table, rows)
-    elif dialect == "postgresql" and connection.dialect.driver == "psycopg":
+    elif kind == "psycopg":
         _insert_postgres(connection, table, rows)
     else:
+        dialect = connection.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         names = [column.name for column in table.columns]
         values = [dict(zip(names, row, strict=True)) for row in rows]
