@@ -113,21 +113,34 @@ def dashboard(
 
 @app.command()
 def up(
-    demo: Annotated[bool, typer.Option(help="Seed the demo dataset into an empty store.")] = True,
+    demo: Annotated[
+        bool,
+        typer.Option(help="Seed the demo dataset into an empty store, and serve its demo models."),
+    ] = True,
+    demo_interactions: Annotated[
+        int, typer.Option(min=1, help="Chat completions the demo seeds an empty store with.")
+    ] = 2000,
 ) -> None:
-    """Migrate, then run the gateway and the dashboard together; Ctrl-C stops both."""
+    """Migrate, then run the gateway and the dashboard together (and the demo models' servers
+    while the store has them); Ctrl-C stops them all."""
     settings = get_settings()
     migrations.upgrade(settings.database_url)
-    if demo:
-        cli_demo.seed_if_empty(settings.database_url)
-    children = [
-        subprocess.Popen([sys.executable, "-m", "ingest", "serve", "--no-migrate"]),
-        subprocess.Popen(_dashboard_command(settings.dashboard_host, settings.dashboard_port)),
-    ]
+    children = (
+        cli_demo.serve_demo(settings.database_url, interactions=demo_interactions) if demo else []
+    )
+    try:
+        children.append(subprocess.Popen([sys.executable, "-m", "ingest", "serve", "--no-migrate"]))
+        children.append(
+            subprocess.Popen(_dashboard_command(settings.dashboard_host, settings.dashboard_port))
+        )
+    except BaseException:
+        for child in children:
+            child.terminate()
+        raise
     typer.echo(
         f"gateway   http://{settings.host}:{settings.port}\n"
         f"dashboard http://{settings.dashboard_host}:{settings.dashboard_port}\n"
-        "Ctrl-C stops both."
+        "Ctrl-C stops them all."
     )
     _supervise(children)
 

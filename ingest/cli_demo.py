@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Annotated
 
 import typer
 
 from ingest.demo import DemoResult, seed_demo
+from ingest.demo_data import DEMO_MODELS
+from ingest.demo_servers import demo_models_in_store, point_models_at, start_demo_models, stop_all
 from store.settings import get_settings
 
 
@@ -32,16 +35,32 @@ def demo(
     print_result(result)
 
 
-def seed_if_empty(database_url: str) -> None:
-    """Seed the demo when the store has no project yet (what `interlog up` does by default)."""
+def serve_demo(database_url: str, *, interactions: int = 2000) -> list[subprocess.Popen[bytes]]:
+    """What `interlog up` does for the demo: on an empty store, seed it; then run a server for
+    each of the store's demo models (ingest.demo_servers) and point the models at them, so chat
+    requests to the demo projects are answered for as long as the service runs. Returns the
+    servers' processes: the caller stops them."""
     from store.catalog import list_projects
     from store.db import create_store_engine
 
     engine = create_store_engine(database_url)
     try:
         empty = not list_projects(engine)
+        keys = list(DEMO_MODELS) if empty else demo_models_in_store(engine)
+        if not keys:
+            return []
+        servers = start_demo_models(keys)
+        try:
+            if empty:
+                typer.echo("empty store: seeding the demo dataset (skip with --no-demo) ...")
+                upstreams = {server.model_key: server.url for server in servers}
+                print_result(
+                    seed_demo(database_url, interactions=interactions, upstreams=upstreams)
+                )
+            point_models_at(engine, servers)
+        except BaseException:
+            stop_all(servers)
+            raise
     finally:
         engine.dispose()
-    if empty:
-        typer.echo("empty store: seeding the demo dataset (skip with --no-demo) ...")
-        print_result(seed_demo(database_url))
+    return [server.process for server in servers]

@@ -1,9 +1,10 @@
 """`interlog demo`: seed a realistic dataset THROUGH the real gateway, then stop what it started.
 
-It starts three `interlog demo-model` upstreams and an `interlog serve` gateway on free loopback
-ports (subprocesses), registers projects, models, keys and an A/B test in the store, defines
-metrics over REST, sends chat completions in multi-turn sessions with labels (some streamed,
-some with images, a few failing upstream), then posts metric values and preferences over REST.
+It starts three `interlog demo-model` upstreams (unless the caller runs them: `interlog up` keeps
+them, see ingest.demo_servers) and an `interlog serve` gateway on free loopback ports
+(subprocesses), registers projects, models, keys and an A/B test in the store, defines metrics
+over REST, sends chat completions in multi-turn sessions with labels (some streamed, some with
+images, a few failing upstream), then posts metric values and preferences over REST.
 A store that already holds the demo projects is left as it is.
 """
 
@@ -12,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +31,7 @@ from sqlalchemy import Engine
 import migrations
 from ingest import demo_data
 from ingest.demo_data import DEMO_MODELS, PROJECTS, ProjectSpec
+from ingest.demo_servers import free_port, start_demo_models, stop, stop_all, wait_for
 from store.abtests import create_ab_test
 from store.catalog import attach_model, create_model, create_project, list_projects
 from store.db import create_store_engine
@@ -38,7 +39,6 @@ from store.keys import create_api_key
 from store.readback import list_interactions
 
 SEED = 20240607
-START_TIMEOUT = 120.0
 
 
 @dataclass
@@ -65,25 +65,6 @@ class DemoResult:
     project_keys: dict[str, str] = field(default_factory=dict)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"a demo server exited with {process.returncode} before {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {START_TIMEOUT:.0f}s")
-
-
 def _start(
     stack: ExitStack, args: list[str], *, log: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
@@ -92,25 +73,8 @@ def _start(
     process = subprocess.Popen(
         [sys.executable, "-m", "ingest", *args], stdout=out, stderr=subprocess.STDOUT, env=env
     )
-    stack.callback(_stop, process)
+    stack.callback(stop, process)
     return process
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def _terminate_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    """Send TERM to every server at once, so they shut down in parallel."""
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
 
 
 def demo_present(engine: Engine) -> bool:
@@ -143,8 +107,16 @@ def _stored_count(engine: Engine) -> int:
     return list_interactions(engine, project_id=None, limit=1).total_count
 
 
-def seed_demo(database_url: str, *, interactions: int = 2000, concurrency: int = 24) -> DemoResult:
-    """Seed the demo through a gateway of our own; nothing is done if the demo is present."""
+def seed_demo(
+    database_url: str,
+    *,
+    interactions: int = 2000,
+    concurrency: int = 24,
+    upstreams: Mapping[str, str] | None = None,
+) -> DemoResult:
+    """Seed the demo through a gateway of our own; nothing is done if the demo is present.
+    `upstreams` (demo model key -> base URL) names demo model servers the caller runs; without
+    it, the demo starts its own and stops them afterwards."""
     migrations.upgrade(database_url)
     engine = create_store_engine(database_url)
     try:
@@ -154,16 +126,7 @@ def seed_demo(database_url: str, *, interactions: int = 2000, concurrency: int =
         before = _stored_count(engine)
         with tempfile.TemporaryDirectory(prefix="interlog-demo-") as tmp, ExitStack() as stack:
             workdir = Path(tmp)
-            # Every server boots at once.
-            upstreams: dict[str, str] = {}
-            waits: list[tuple[str, subprocess.Popen[bytes]]] = []
-            for model_key, (name, _) in DEMO_MODELS.items():
-                port = _free_port()
-                args = ["demo-model", "--port", str(port), "--name", name]
-                process = _start(stack, args, log=workdir / f"{name}.log")
-                waits.append((f"http://127.0.0.1:{port}/v1/models", process))
-                upstreams[model_key] = f"http://127.0.0.1:{port}/v1"
-            port = _free_port()
+            port = free_port()
             env = dict(os.environ)  # the child's settings: this store, a journal of its own
             env.update(
                 INTERLOG_DATABASE_URL=database_url,
@@ -172,11 +135,12 @@ def seed_demo(database_url: str, *, interactions: int = 2000, concurrency: int =
             )
             args = ["serve", "--port", str(port), "--no-migrate"]
             gateway = _start(stack, args, log=workdir / "gateway.log", env=env)
-            waits.append((f"http://127.0.0.1:{port}/healthz", gateway))
-            stack.callback(_terminate_all, [process for _, process in waits])
-            for url, process in waits:
-                _wait_for(url, process)
-            _register_catalog(engine, upstreams, result)  # only once every server answers
+            if upstreams is None:  # they boot while the gateway does
+                servers = start_demo_models(log_dir=workdir)
+                stack.callback(stop_all, servers)
+                upstreams = {server.model_key: server.url for server in servers}
+            wait_for(f"http://127.0.0.1:{port}/healthz", gateway)
+            _register_catalog(engine, dict(upstreams), result)  # once every server answers
             base = f"http://127.0.0.1:{port}"
             asyncio.run(_drive(base, engine, result, interactions, concurrency))
             _wait_until_stored(engine, before + len(result.completions))

@@ -1,19 +1,25 @@
-"""`interlog demo` seeds a store through a real gateway, and leaves a seeded store alone."""
+"""`interlog demo` seeds a store through a real gateway, and leaves a seeded store alone;
+`interlog up` keeps the demo models served while it runs."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 from sqlalchemy import func, select
 from sqlmodel import col
 
+from ingest.demo_servers import demo_models_in_store
 from store.ab_catalog import list_ab_tests
-from store.catalog import list_projects
+from store.catalog import create_model, list_models, list_projects
 from store.db import create_store_engine
 from store.models import Comparison, Interaction, InteractionLabel, MetricValue
-from tests.support import interlog_env
+from tests.support import free_port, interlog_env, interlog_process, wait_for_http
 
 INTERACTIONS = 40
 
@@ -89,5 +95,73 @@ def test_demo_seeds_projects_sessions_labels_ab_test_and_scores_through_the_gate
             assert _count(connection, select(func.count()).select_from(Interaction)) == (
                 INTERACTIONS
             )
+    finally:
+        engine.dispose()
+
+
+def _keys(output: str) -> dict[str, str]:
+    """Project key -> API key, as the demo prints them."""
+    return dict(re.findall(r"^\s+(\S+) key: (il_\S+)$", output, flags=re.MULTILINE))
+
+
+def _demo_upstreams(database_url: str) -> list[str]:
+    engine = create_store_engine(database_url)
+    try:
+        return [url for model in list_models(engine) for url in model.upstream_urls]
+    finally:
+        engine.dispose()
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=2)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def test_up_serves_the_demo_models_for_as_long_as_it_runs_also_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """`interlog up` on an empty store seeds the demo and keeps its model servers running; run
+    again on the seeded store, it starts them on new ports and repoints the models. Either way
+    a chat completion to every demo project answers 200, and Ctrl-C stops the servers."""
+    database_url = f"sqlite:///{tmp_path / 'up.db'}"
+    keys: dict[str, str] = {}
+    for run in ("seeding", "restart"):
+        port, dashboard_port = free_port(), free_port()
+        env = {
+            "INTERLOG_DATABASE_URL": database_url,
+            "INTERLOG_PORT": str(port),
+            "INTERLOG_DASHBOARD_PORT": str(dashboard_port),
+        }
+        log = tmp_path / f"up-{run}.log"
+        args = ["up", "--demo-interactions", str(INTERACTIONS)]
+        with interlog_process(args, env=env, cwd=tmp_path, log=log) as process:
+            wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=240, process=process)
+            keys = keys or _keys(log.read_text())
+            assert sorted(keys) == ["code-assistant", "search", "support-bot"], log.read_text()
+            for project, key in keys.items():
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/api/v1/chat/completions",
+                    json={"model": project, "messages": [{"role": "user", "content": "Hi"}]},
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=30,
+                )
+                assert answer.status_code == 200, (run, project, answer.text)
+            upstreams = _demo_upstreams(database_url)
+            assert len(upstreams) == 3 and all(_answers(f"{url}/models") for url in upstreams)
+            os.killpg(process.pid, signal.SIGINT)
+            assert process.wait(timeout=30) == 0
+        assert not any(_answers(f"{url}/models") for url in upstreams), run
+
+
+def test_only_demo_models_on_loopback_are_repointed(sqlite_url: str) -> None:
+    engine = create_store_engine(sqlite_url)
+    try:
+        create_model(engine, key="demo-small", upstream_urls=["http://127.0.0.1:9/v1"])
+        create_model(engine, key="demo-large", upstream_urls=["https://llm.example.com/v1"])
+        create_model(engine, key="mine", upstream_urls=["http://127.0.0.1:9/v1"])
+        assert demo_models_in_store(engine) == ["demo-small"]
     finally:
         engine.dispose()
