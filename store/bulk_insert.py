@@ -15,6 +15,7 @@ Any other dialect falls back to Core executemany.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import uuid
@@ -75,8 +76,11 @@ def _uuid_bytes(value: Any) -> Any:
         return None
     if isinstance(value, uuid.UUID):
         return value.bytes
-    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
-        return bytes.fromhex(value.replace("-", ""))
+    if isinstance(value, str) and len(value) == 36 and value[8::5][:4] == "----":
+        with contextlib.suppress(ValueError):
+            data = bytes.fromhex(value.replace("-", ""))  # hex digits only, at most 32
+            if len(data) == 16:
+                return data
     return uuid.UUID(str(value)).bytes
 
 
@@ -265,6 +269,7 @@ def _insert_postgres(connection: Connection, table: Table, rows: Rows) -> None:
             _copy(cursor, table.name, table, rows)
         except psycopg.errors.UniqueViolation:
             cursor.execute("ROLLBACK TO SAVEPOINT interlog_copy")
+            cursor.execute("RELEASE SAVEPOINT interlog_copy")
         else:
             cursor.execute("RELEASE SAVEPOINT interlog_copy")
             return

@@ -154,7 +154,7 @@ def insert_interactions(connection: Connection, records: Iterable[Mapping[str, A
     return len(batch)
 
 
-_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_write_locks: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 _write_locks_lock = threading.Lock()
 
 
@@ -171,7 +171,7 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield connection
         return
     with _write_locks_lock:
-        lock = _write_locks.setdefault(engine, threading.Lock())
+        lock = _write_locks.setdefault(engine, threading.RLock())
     with lock, engine.begin() as connection:
         yield connection
 
