@@ -16,11 +16,10 @@ from typing import Annotated, Any
 import httpx
 import orjson
 import typer
-from pydantic import ValidationError
 from tqdm import tqdm
 
 from ingest.errors import ApiError
-from ingest.ingest_api import ITEM_ADAPTER, build_record
+from ingest.logged_items import prepare_item
 from store.db import create_store_engine
 from store.keys import Principal
 from store.logged_interactions import read_catalog_names, write_logged_interactions
@@ -77,14 +76,7 @@ def _write_batch(
                 raise raw
             if project and isinstance(raw, dict) and not raw.get("project"):
                 raw = {**raw, "project": project}
-            record, item_feedbacks = build_record(
-                ITEM_ADAPTER.validate_python(raw), principal=principal, names=names
-            )
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first.get("loc", ()))
-            errors.append((number, f"{where}: {first.get('msg')}" if where else str(exc)))
-            continue
+            record, item_feedbacks = prepare_item(raw, principal=principal, names=names)
         except (ApiError, ValueError) as exc:
             errors.append((number, getattr(exc, "message", str(exc))))
             continue

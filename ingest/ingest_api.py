@@ -31,14 +31,12 @@ from ingest.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from ingest.logged_items import ITEM_ADAPTER, build_record, prepare_item
+from ingest.logged_items import ITEM_ADAPTER, prepare_item
 from store.errors import AlreadyExistsError, NotFoundError, StoreError
 from store.interactions import InteractionRecord
 from store.keys import Principal
 from store.logged_interactions import read_catalog_names, write_logged_interactions
 from store.types import utcnow
-
-__all__ = ["ITEM_ADAPTER", "build_record", "router"]
 
 router = APIRouter(tags=["interactions"])
 
