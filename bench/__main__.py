@@ -5,7 +5,7 @@
     python -m bench dashboard [--rows N] [--runs N]   # the dashboard on 1M rows, into the report
 
 The full run takes about 10 minutes on 2 cores (--quick: about 3). The dashboard benchmark is
-not in it (about 3 minutes with its store cached, 8 more to generate that store): run it with
+not in it (1.5 minutes with its store cached, 3 more to generate that store): run it with
 `python -m bench dashboard` or `--only dashboard`; a full run keeps its last result. Every
 server it starts listens on loopback and is stopped by PID, also on Ctrl-C or an error. Results
 also go to docs/benchmarks.json (the raw numbers behind the report).

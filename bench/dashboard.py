@@ -10,8 +10,8 @@ was cleared and a sync was asked for (as after new data: the DuckDB copy syncs, 
 new dashboard process also builds the DuckDB copy of the whole store: timed once, apart.
 Target: every page within 2 s.
 
-    .venv/bin/python bench/dashboard.py [--rows 1000000] [--runs 3]
-    python -m bench dashboard [--rows N] [--runs N]   # also writes the docs/benchmarks.md section
+    .venv/bin/python bench/dashboard.py [--rows 1000000] [--runs 3] [--no-browser]
+    python -m bench dashboard [ARGS]   # the same, and writes the docs/benchmarks.md section
 """
 
 from __future__ import annotations
@@ -220,11 +220,14 @@ def measure(runs: int) -> dict[str, Any]:
     }
 
 
-def run(rows: int, runs: int) -> dict[str, Any]:
-    """Prepare (or reuse) the store, copy it, and time the pages on the copy."""
+def run(rows: int, runs: int, *, browser: bool) -> dict[str, Any]:
+    """Prepare (or reuse) the store, copy it, and time the pages on the copy (also in headless
+    Chromium when `browser`: bench/dashboard_browser.py)."""
+    from bench import dashboard_browser
     from store.settings import get_settings
 
     source = dashboard_store(rows)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="interlog-bench-dash-") as tmp:
         path = Path(tmp) / "store.db"
         shutil.copyfile(source, path)
@@ -232,8 +235,9 @@ def run(rows: int, runs: int) -> dict[str, Any]:
         os.environ["INTERLOG_DASHBOARD_AUTH"] = "false"
         os.environ["INTERLOG_DASHBOARD_HOST"] = "127.0.0.1"
         get_settings.cache_clear()
-        started = time.perf_counter()
         result = measure(runs)
+        if browser and dashboard_browser.available():
+            result["browser"] = dashboard_browser.measure(f"sqlite:///{path}")
     result.update(rows=rows, runs=runs, seconds=time.perf_counter() - started)
     result["load_average"] = list(os.getloadavg())
     return result
@@ -244,14 +248,26 @@ def print_result(result: dict[str, Any]) -> None:
     print(f"{'page':<13} {'step':<46} {'cold s':>7} {'warm s':>7}")
     for row in result["steps"]:
         print(f"{row['page']:<13} {row['step']:<46} {row['cold']:>7.2f} {row['warm']:>7.2f}")
+    browser = result.get("browser")
+    if browser:
+        print(f"headless Chromium, first view: {browser['first_view']:.1f} s")
+        print(f"{'page':<13} {'first visit s':>14} {'again s':>8}")
+        for row in browser["pages"]:
+            print(f"{row['page']:<13} {row['first']:>14.2f} {row['again']:>8.2f}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--browser",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the pages in headless Chromium (when chromium is installed)",
+    )
     args = parser.parse_args(argv)
-    result = run(args.rows, args.runs)
+    result = run(args.rows, args.runs, browser=args.browser)
     print_result(result)
     return result
 

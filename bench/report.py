@@ -276,6 +276,23 @@ def dashboard_section(dashboard: dict[str, Any]) -> list[str]:
             ["step", "cold s", "warm s"],
             [[step["step"], f"{step['cold']:.2f}", f"{step['warm']:.2f}"] for step in steps],
         )
+    browser = dashboard.get("browser")
+    if browser:
+        out += [
+            "**In headless Chromium** (bench/dashboard_browser.py): from a click in the page "
+            "menu until the page has settled, charts and tables drawn. *First visit*: the page's "
+            "own queries not cached yet; *again*: after the 10 s data-version period, data "
+            f"unchanged. The first view of a new dashboard process took "
+            f"{browser['first_view']:.1f} s.",
+            "",
+        ]
+        out += _table(
+            ["page", "first visit s", "again s"],
+            [
+                [row["page"], f"{row['first']:.2f}", f"{row['again']:.2f}"]
+                for row in browser["pages"]
+            ],
+        )
     return out
 
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+POINTS_UP_TO = 40  # buckets per line drawn with a point mark each (so a lone bucket shows)
+
 
 def line_over_time(frame: pd.DataFrame, *, time: str, value: str, title: str) -> alt.Chart:
-    """One line per model of `value` over `time` buckets (points too, so one bucket shows)."""
+    """One line per model of `value` over `time` buckets; short lines get a point per bucket
+    (one bucket still shows), long ones none (fewer marks for the browser to draw)."""
+    points = int(frame.groupby("model").size().max()) <= POINTS_UP_TO if len(frame) else True
     return (
         alt.Chart(frame[[time, "model", value]], title=title)
-        .mark_line(point=True)
+        .mark_line(point=points)
         .encode(
             x=alt.X(f"{time}:T", title=None),
             y=alt.Y(f"{value}:Q", title=None),
