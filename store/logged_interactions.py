@@ -12,13 +12,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlmodel import col
 
-from store.errors import StoreError
-from store.feedback import add_metric_values, check_metric_values
+from store.bulk_insert import insert_ignoring_conflicts
+from store.errors import AlreadyExistsError, NotFoundError, StoreError
+
+# Package-private helpers of the feedback store, shared so both word errors the same way.
+from store.feedback import METRIC_VALUE_TABLE, _completion_projects, _conflicts, _prepare
 from store.interactions import InteractionRecord, insert_interactions, write_transaction
-from store.models import Model, Project
+from store.models import Metric, Model, Project
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,71 @@ class LoggedResult:
 STORED = LoggedResult(feedback_ids=[])
 
 
+def _prepare_values(
+    connection: Connection,
+    records: Sequence[InteractionRecord],
+    feedbacks: Sequence[Sequence[Mapping[str, Any]]],
+    results: list[LoggedResult | None],
+) -> dict[int, list[dict[str, Any]]]:
+    """Every item's metric values as rows (metrics resolved once per project and key); an item
+    with a bad value gets its error in RESULTS instead."""
+    metrics: dict[int, dict[str, Metric]] = {}
+    prepared: dict[int, list[dict[str, Any]]] = {}
+    for index, values in enumerate(feedbacks):
+        if not values:
+            continue
+        record = records[index]
+        project_id = record["project_id"]
+        try:
+            prepared[index] = [
+                _prepare(
+                    connection,
+                    project_id=project_id,
+                    item=value,
+                    metrics=metrics.setdefault(project_id, {}),
+                    completion_id=value.get("completion_id") or record["completion_id"],
+                )
+                for value in values
+            ]
+        except StoreError as exc:
+            results[index] = LoggedResult(error=exc)
+    return prepared
+
+
+def _store_values(
+    connection: Connection,
+    records: Sequence[InteractionRecord],
+    prepared: dict[int, list[dict[str, Any]]],
+    results: list[LoggedResult | None],
+) -> None:
+    """Insert the values of every item whose completion is its project's and whose ids are not
+    taken by other values; the others get their error. Each item's values go in all or none."""
+    rows = [row for item_rows in prepared.values() for row in item_rows]
+    projects = _completion_projects(connection, [row["completion_id"] for row in rows])
+    taken = _conflicts(connection, rows)  # ids stored already with other content
+    batch: dict[uuid.UUID, tuple[Any, ...]] = {}
+    kept: list[dict[str, Any]] = []
+    for index, item_rows in prepared.items():
+        project_id = records[index]["project_id"]
+        error: StoreError | None = None
+        for row in item_rows:
+            content = (row["completion_id"], row["metric_id"], row["value"])
+            if projects.get(row["completion_id"]) != project_id:
+                error = NotFoundError("completion", row["completion_id"])
+            elif row["id"] in taken or batch.get(row["id"], content) != content:
+                error = AlreadyExistsError("feedback", f"{row['id']} (different value)")
+            if error is not None:
+                break
+        if error is not None:
+            results[index] = LoggedResult(error=error)
+            continue
+        for row in item_rows:
+            batch[row["id"]] = (row["completion_id"], row["metric_id"], row["value"])
+        kept.extend(item_rows)
+        results[index] = LoggedResult(feedback_ids=[row["id"] for row in item_rows])
+    insert_ignoring_conflicts(connection, METRIC_VALUE_TABLE, kept)
+
+
 def write_logged_interactions(
     engine: Engine,
     *,
@@ -59,40 +127,19 @@ def write_logged_interactions(
 ) -> list[LoggedResult]:
     """Store interactions and their metric values in one transaction, reporting per item.
 
+    An item whose values name an unknown metric or have the wrong kind is not stored at all;
+    one whose values cannot be attached (its completion id belongs to another project, or a
+    value id is taken by a different value) keeps its interaction and reports the error.
     Idempotent on completion_id (an existing interaction is left as it is); metric values with
-    a client id are idempotent too (see store.feedback).
+    a client id are idempotent too (see store.feedback). Values are checked and written for
+    the whole batch at once (a few queries, one insert), not item by item.
     """
     if len(records) != len(feedbacks):
         raise ValueError("one feedback list per record")
     results: list[LoggedResult | None] = [None] * len(records)
     with write_transaction(engine) as connection:
-        for index, values in enumerate(feedbacks):
-            if not values:
-                continue
-            try:
-                check_metric_values(
-                    connection, project_id=records[index]["project_id"], values=values
-                )
-            except StoreError as exc:
-                results[index] = LoggedResult(error=exc)
+        prepared = _prepare_values(connection, records, feedbacks, results)
         insert_interactions(connection, [r for i, r in enumerate(records) if results[i] is None])
-        for index, values in enumerate(feedbacks):
-            if results[index] is not None:
-                continue
-            if not values:
-                results[index] = STORED
-                continue
-            record = records[index]
-            try:
-                with connection.begin_nested():
-                    ids = add_metric_values(
-                        connection,
-                        project_id=record["project_id"],
-                        values=values,
-                        completion_id=record["completion_id"],
-                    )
-            except StoreError as exc:
-                results[index] = LoggedResult(error=exc)
-            else:
-                results[index] = LoggedResult(feedback_ids=ids)
+        if prepared:
+            _store_values(connection, records, prepared, results)
     return [result or STORED for result in results]

@@ -229,3 +229,37 @@ def test_bulk_accepts_every_spelling_pydantic_does_and_bounds_token_counts(
     ]
     assert rows[0].created_at.isoformat() == "2024-02-21T04:21:03+00:00"
     assert rows[1].latency_ms == 12.0
+
+
+def test_bulk_feedbacks_are_checked_per_item_and_stored_all_or_nothing(
+    server: Server, engine: Engine
+) -> None:
+    other_project = str(uuid.uuid4())
+    seeded = _post(
+        server,
+        "/api/v1/interactions",
+        {**_item(project="other", completion_id=other_project)},
+        key=server.other_key,
+    )
+    assert seeded.status_code == 200
+    fb = {"metric": "quality", "value": 1, "id": "client-1"}
+    first = str(uuid.uuid4())
+    items = [
+        _item(completion="a", completion_id=first, feedbacks=[fb]),
+        _item(completion="b", feedbacks=[{**fb, "value": 2}]),  # same id, other value
+        _item(completion="c", feedbacks=[{**fb, "id": "client-2"}, {**fb, "value": 3}]),
+        _item(completion="d", completion_id=other_project, feedbacks=[{**fb, "id": "x"}]),
+        _item(completion="e", completion_id=first, feedbacks=[fb]),  # item a again: idempotent
+    ]
+    results = _post(server, "/api/v1/interactions/bulk", {"interactions": items}).json()["results"]
+    assert [r["error"] is None for r in results] == [True, False, False, False, True]
+    assert "different value" in results[1]["error"]["message"]
+    assert "different value" in results[2]["error"]["message"]
+    assert results[3]["error"]["code"] == "not_found"
+    assert results[4]["feedback_ids"] == results[0]["feedback_ids"]
+    with engine.connect() as connection:
+        values = connection.execute(select(MetricValue.value)).scalars().all()  # type: ignore[call-overload]
+        completions = connection.execute(select(INTERACTION_TABLE.c.completion)).scalars().all()
+    assert values == [1.0]  # item c stored none of its two values
+    # Values that could not be attached leave their interactions stored (as before).
+    assert sorted(completions) == ["a", "a", "b", "c"]  # one "a" is the other project's
