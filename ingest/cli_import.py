@@ -76,7 +76,9 @@ def _write_batch(
                 raise raw
             if project and isinstance(raw, dict) and not raw.get("project"):
                 raw = {**raw, "project": project}
-            record, item_feedbacks = prepare_item(raw, principal=principal, names=names)
+            record, item_feedbacks = prepare_item(
+                raw, principal=principal, names=names, settings=get_settings()
+            )
         except (ApiError, ValueError) as exc:
             errors.append((number, getattr(exc, "message", str(exc))))
             continue

@@ -36,6 +36,7 @@ from store.errors import AlreadyExistsError, NotFoundError, StoreError
 from store.interactions import InteractionRecord
 from store.keys import Principal
 from store.logged_interactions import read_catalog_names, write_logged_interactions
+from store.settings import Settings
 from store.types import utcnow
 
 router = APIRouter(tags=["interactions"])
@@ -137,14 +138,16 @@ _BULK_SCHEMA = {
 async def create_interactions_bulk(request: Request, principal: PrincipalDep) -> Response:
     """Log many interactions: `{"interactions": [...]}`; every item gets its own result."""
     body = await request.body()
-    limit = request.app.state.settings.max_body_bytes
-    answer = await asyncio.to_thread(_log_many, request.app.state.engine, principal, body, limit)
+    state = request.app.state
+    answer = await asyncio.to_thread(_log_many, state.engine, state.settings, principal, body)
     return Response(answer, media_type="application/json")
 
 
-def _log_many(engine: Engine, principal: Principal, body: bytes, limit: int) -> bytes:
-    """The bulk endpoint's work, in a worker thread: parse, check, store; the answer's JSON."""
-    parsed = _parse(body, limit)
+def _log_many(engine: Engine, settings: Settings, principal: Principal, body: bytes) -> bytes:
+    """The bulk endpoint's work, in a worker thread: parse, check, store; the answer's JSON.
+
+    Label limits are checked per item here: a bad item gets its own error."""
+    parsed = _parse(body, settings.max_body_bytes)
     items = parsed.get("interactions") if isinstance(parsed, Mapping) else None
     if not isinstance(items, list):
         raise BadRequest('expected {"interactions": [...]}', param="interactions")
@@ -161,7 +164,9 @@ def _log_many(engine: Engine, principal: Principal, body: bytes, limit: int) -> 
     feedbacks: list[Sequence[dict[str, Any]]] = []
     for index, raw in enumerate(items):
         try:
-            record, item_feedbacks = prepare_item(raw, principal=principal, names=names, now=now)
+            record, item_feedbacks = prepare_item(
+                raw, principal=principal, names=names, now=now, settings=settings
+            )
         except ApiError as exc:
             errors[index] = exc.body()["error"]
             continue

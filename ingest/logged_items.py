@@ -22,10 +22,12 @@ from pydantic import Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from ingest.errors import BadRequest, NotFound, Unprocessable
+from ingest.limits import RequestRefused, check_labels
 from ingest.vision import prepare_messages
 from store.interactions import InteractionRecord
 from store.keys import Principal
 from store.logged_interactions import CatalogNames
+from store.settings import Settings
 from store.types import utcnow
 
 #: Token counts are INTEGER columns: larger values are refused here, not by the database.
@@ -275,14 +277,31 @@ def build_record(
     return record, feedbacks
 
 
+def check_label_limits(labels: Any, settings: Settings) -> None:
+    """The label limits (INTERLOG_MAX_LABELS and key / value lengths): 400 for this item."""
+    try:
+        check_labels(labels, where="labels", settings=settings)
+    except RequestRefused as refused:
+        raise BadRequest(refused.message, param="labels", code=refused.code) from None
+
+
 def prepare_item(
-    raw: Any, *, principal: Principal, names: CatalogNames, now: datetime | None = None
+    raw: Any,
+    *,
+    principal: Principal,
+    names: CatalogNames,
+    now: datetime | None = None,
+    settings: Settings | None = None,
 ) -> tuple[InteractionRecord, Sequence[dict[str, Any]]]:
-    """Validate one parsed item and build its record: raises ApiError (422 for a bad item)."""
+    """Validate one parsed item and build its record: raises ApiError (422 for a bad item).
+
+    With SETTINGS, the label limits apply to the item too (a bulk body's items one by one)."""
     item = plain_item(raw)
     if item is None:
         try:
             item = ITEM_ADAPTER.validate_python(raw)
         except ValidationError as exc:
             raise validation_error(exc) from None
+    if settings is not None and item.get("labels"):
+        check_label_limits(item["labels"], settings)
     return build_record(item, principal=principal, names=names, now=now)

@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ingest.errors import Unprocessable
+from ingest.errors import BadRequest, Unprocessable
 from ingest.logged_items import ITEM_ADAPTER, MAX_TOKENS, plain_item, prepare_item, uuid7_text_at
 from store.keys import Principal
 from store.logged_interactions import CatalogNames
+from store.settings import Settings
 
 MISSING = object()
 UUID_TEXT = "0b6c1a4e-8f3d-4a5b-9c7d-1e2f3a4b5c6d"
@@ -156,3 +157,20 @@ def test_new_ids_are_uuid7_carrying_the_time() -> None:
         value = uuid.UUID(text)
         assert str(value) == text and value.version == 7 and value.variant == uuid.RFC_4122
         assert value.int >> 80 == int(moment.timestamp() * 1000)
+
+
+def test_label_limits_apply_per_item_when_settings_are_given() -> None:
+    names = CatalogNames(projects={"p": 1}, models={"m1": 1})
+    principal = Principal(is_admin=False, project_id=1, project_key="p")
+    settings = Settings(max_labels=2, max_label_key_length=8, max_label_value_length=8)
+    base = {"model_service": "m1", "messages": [{"role": "user"}], "completion": "a"}
+    context: dict[str, Any] = {"principal": principal, "names": names, "settings": settings}
+    assert prepare_item({**base, "labels": {"a": "1", "b": "2"}}, **context)[0]["labels"]
+    for labels, code in (
+        ({"a": "1", "b": "2", "c": "3"}, "too_many_labels"),
+        ({"k" * 9: "v"}, "label_too_long"),
+        ({"k": "v" * 9}, "label_too_long"),
+    ):
+        with pytest.raises(BadRequest) as raised:
+            prepare_item({**base, "labels": labels}, **context)
+        assert (raised.value.code, raised.value.param) == (code, "labels")
