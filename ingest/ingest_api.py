@@ -163,6 +163,7 @@ def _log_many(engine: Engine, settings: Settings, principal: Principal, body: by
     records: list[InteractionRecord] = []
     feedbacks: list[Sequence[dict[str, Any]]] = []
     for index, raw in enumerate(items):
+        items[index] = None  # the parsed item itself is not needed past here: fewer live objects
         try:
             record, item_feedbacks = prepare_item(
                 raw, principal=principal, names=names, now=now, settings=settings
