@@ -83,8 +83,6 @@ _OPTIONAL_TEXT_BOUNDED = (
     ("user", MAX_USER_LENGTH),
     ("finish_reason", MAX_FINISH_REASON_LENGTH),
 )
-
-
 _MAX_MS = (1 << 48) - 1
 _VARIANT = "89ab"  # the first hex digit of a RFC 9562 variant's 4th group, by its 2 free bits
 #: Random bytes for new ids, read from the OS 4000 at a time (one system call per 400 ids).

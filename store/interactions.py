@@ -1,9 +1,10 @@
 """Writing interactions: batched, idempotent on completion_id, with labels and attachments.
 
-Records are plain JSON-able dicts (the journal's format): UUIDs and timestamps may be strings.
-The hot path inserts at the driver level with ON CONFLICT DO NOTHING on both backends
-(store.bulk_insert: sqlite3 executemany, psycopg COPY), so replaying a batch after a crash
-creates no duplicates.
+Records are plain JSON-able dicts (the journal's format): UUIDs and timestamps may be objects or
+strings. Rows are made from them one at a time while the driver consumes them and inserted at
+the driver level, existing keys skipped, on both backends (store.bulk_insert: multi-row INSERTs
+on SQLite, binary COPY on PostgreSQL), so replaying a batch after a crash creates no duplicates.
+SQLite writers take turns in-process (write_transaction).
 """
 
 from __future__ import annotations
