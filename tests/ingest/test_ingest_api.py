@@ -155,6 +155,22 @@ def test_bulk_keeps_good_items_and_reports_each_bad_one(server: Server, engine: 
     assert _count(engine, LABEL_TABLE) == 1
 
 
+def test_bulk_item_over_the_label_limits_is_refused_alone(server: Server, engine: Engine) -> None:
+    items = [
+        _item(completion="kept", labels={"ok": "1"}),
+        _item(completion="too long", labels={"k" * 129: "v"}),
+        _item(completion="too many", labels={f"k{n}": "v" for n in range(65)}),
+    ]
+    response = _post(server, "/api/v1/interactions/bulk", {"interactions": items})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert results[0]["error"] is None
+    assert [r["error"]["code"] for r in results[1:]] == ["label_too_long", "too_many_labels"]
+    with engine.connect() as connection:
+        stored = connection.execute(select(INTERACTION_TABLE.c.completion)).scalars().all()
+    assert stored == ["kept"]
+
+
 def test_bulk_reimport_with_completion_ids_creates_no_duplicates(
     server: Server, engine: Engine
 ) -> None:

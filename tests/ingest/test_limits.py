@@ -130,12 +130,10 @@ def test_labels_beyond_the_limits_are_400_and_openai_limits_pass(server: str) ->
         )
         assert refused.status_code == 400
         assert refused.json()["error"]["code"] == "too_many_labels"
-        long_key = http.post(
-            "/api/v1/interactions/bulk",
-            json={"interactions": [{"labels": {"ok": "1"}}, {"labels": {"k" * 129: "v"}}]},
-        )
+        long_key = http.post("/api/v1/interactions", json={"labels": {"k" * 129: "v"}})
         assert long_key.status_code == 400
-        assert long_key.json()["error"]["param"] == "interactions.1.labels"
+        assert long_key.json()["error"]["param"] == "labels"
+        assert long_key.json()["error"]["code"] == "label_too_long"
 
 
 def test_graphql_refusals_come_in_the_graphql_shape(server: str) -> None:
