@@ -52,9 +52,9 @@ def _print_row(row: dict[str, Any]) -> None:
 
 
 @contextmanager
-def _store(backend: str, workdir: Path) -> Iterator[str]:
+def _store(backend: str, workdir: Path, workers: int = 1) -> Iterator[str]:
     if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'gateway.db'}"
+        yield f"sqlite:///{workdir / f'gateway-{workers}.db'}"  # a fresh store per configuration
     else:
         with services.postgres_database() as url:
             yield url
@@ -161,7 +161,7 @@ def _measure_backend(
     and store=false are measured on one process)."""
     system = f"interlog {backend}" + (f" x{workers}" if workers > 1 else "")
     with (
-        _store(backend, workdir) as database_url,
+        _store(backend, workdir, workers) as database_url,
         services.interlog_gateway(
             database_url, upstream, workdir, fsync=fsync, workers=workers
         ) as gateway,

@@ -106,11 +106,16 @@ class ResponseTee:
             else:
                 self._body.extend(body)
 
-    def finish(self) -> None:
+    def finish(self, answer: dict[str, Any] | None = None) -> None:
+        """The response is complete; `answer` is the JSON body as the gateway built it (then
+        the copy of the body need not be parsed again)."""
         self.finished_at = time.perf_counter()
         if self.streamed:
             if self._tail.strip():
                 self._feed_sse(b"\n\n", self.finished_at)
+        elif answer is not None and self.status_code == 200:
+            self._apply_document(answer)
+            self._body.clear()
         elif self._body:
             self._parse_json(bytes(self._body))
             self._body.clear()
@@ -160,8 +165,10 @@ class ResponseTee:
             if self.status_code >= 400:
                 self.error = body[:500].decode("utf-8", "replace")
             return
-        if not isinstance(document, dict):
-            return
+        if isinstance(document, dict):
+            self._apply_document(document)
+
+    def _apply_document(self, document: dict[str, Any]) -> None:
         if "error" in document:
             self.error = _error_text(document["error"])
         if isinstance(document.get("usage"), dict):
@@ -295,7 +302,8 @@ class CaptureMiddleware:
                 _safely(tee.on_body, message.get("body", b""))
                 if not message.get("more_body", False) and not finished:
                     finished = True
-                    _safely(tee.finish)
+                    context = (scope.get("state") or {}).get(CHAT_CONTEXT_KEY)
+                    _safely(tee.finish, getattr(context, "answer", None))
                     await _record(scope, state, tee, cancelled=None, wait=True)
             await send(message)
 

@@ -41,7 +41,7 @@ from ingest.errors import (
 from ingest.routing import Route
 from ingest.upstream import UpstreamCall, UpstreamPool, failure_of
 from ingest.vision import prepare_messages
-from store.ids import uuid7_str
+from store.ids import uuid7_hex, uuid7_str
 
 router = APIRouter(tags=["chat"])
 
@@ -196,9 +196,7 @@ async def run_chat(
         check_project_key(principal, project_key)
         session_id = chat.session_id or uuid.uuid4()
         route = await app_state.routing.route(chat.model, session_id)
-        context, payload = build_context(
-            "chatcmpl-" + uuid7_str().replace("-", ""), route, chat, session_id, raw
-        )
+        context, payload = build_context("chatcmpl-" + uuid7_hex(), route, chat, session_id, raw)
         scope_state[CHAT_CONTEXT_KEY] = context
         pool: UpstreamPool = app_state.upstream
         call = await pool.open(route.model, payload, session_id=chat.session_id)
@@ -214,6 +212,7 @@ async def run_chat(
             )
         data = await _read_completion(call, route)
         answer = build_completion(data, context, route.public_model)
+        context.answer = answer
         return ChatResult(200, orjson.dumps(answer))
     except ApiError as error:
         return error_answer(error, stream=stream, wants_sse=wants_sse)

@@ -44,5 +44,7 @@ class ChatContext:
     #: Token usage the upstream reported (set by the gateway once known, also when the client
     #: did not ask for a usage chunk; keys prompt_tokens, completion_tokens, total_tokens).
     usage: dict[str, int] | None = None
+    #: The JSON answer of a non-streamed completion, as sent (the capture step reads it).
+    answer: dict[str, Any] | None = None
     created_at: datetime = field(default_factory=utcnow)
     started: float = field(default_factory=time.perf_counter)

@@ -72,6 +72,11 @@ def uuid7_str() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def uuid7_hex() -> str:
+    """A new UUIDv7 as 32 hex digits (request ids)."""
+    return f"{_uuid7_int():032x}"
+
+
 def uuid7_time_ms(value: uuid.UUID) -> int:
     """The unix time in milliseconds carried by a UUIDv7."""
     return value.int >> 80
