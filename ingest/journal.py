@@ -45,7 +45,7 @@ SEGMENT_SUFFIX = ".jsonl"
 #: A segment larger than this is closed and a new one started (finished segments are deleted).
 SEGMENT_MAX_BYTES = 16 * 1024 * 1024
 #: Pending records kept in memory; later ones are read back from their segment when needed.
-MEMORY_ENTRIES = 20_000
+MEMORY_ENTRIES = 5_000
 
 FsyncPolicy = Literal["entry", "batch", "never"]
 
