@@ -357,9 +357,10 @@ class AnalyticsCopy:
         schema = _schema(columns)
         # exec_driver_sql is raw DBAPI: sqlite3 takes :name, psycopg takes %(name)s.
         result = connection.exec_driver_sql(sql, params)
+        cursor = result.cursor  # the driver's own cursor: plain tuples, no Row wrapping
         try:
             while True:
-                rows = result.fetchmany(FETCH_ROWS)
+                rows = cursor.fetchmany(FETCH_ROWS) if cursor is not None else []
                 if not rows:
                     break
                 arrays = [
