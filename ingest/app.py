@@ -29,6 +29,7 @@ from ingest.errors import install_error_handlers
 from ingest.graphql import create_graphql_router
 from ingest.journal import Journal
 from ingest.limits import LimitsMiddleware
+from ingest.process_memory import limit_malloc_arenas
 from ingest.routing import RoutingTable
 from ingest.telemetry import Telemetry
 from ingest.upstream import UpstreamPool
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_malloc_arenas()  # before any worker thread allocates (ingest/process_memory.py)
         engine = engine_from_settings(settings)
         app.state.engine = engine
         # Chat gateway: routing cache and the one upstream HTTP session of this process.
