@@ -33,7 +33,13 @@ from ingest import demo_data
 from ingest.demo_data import DEMO_MODELS, PROJECTS, ProjectSpec
 from ingest.demo_servers import free_port, start_demo_models, stop, stop_all, wait_for
 from store.abtests import create_ab_test
-from store.catalog import attach_model, create_model, create_project, list_projects
+from store.catalog import (
+    attach_model,
+    create_model,
+    create_project,
+    list_projects,
+    set_default_model,
+)
 from store.db import create_store_engine
 from store.keys import create_api_key
 from store.readback import list_interactions
@@ -176,7 +182,11 @@ async def _drive(
             key="small-vs-large",
             variants=[{"model": "demo-small", "weight": 1}, {"model": "demo-large", "weight": 1}],
             metric_key="quality",
+            auto_deploy=True,  # the winner becomes support-bot's default when the test ends
         )
+        # Until then the test routes support-bot's traffic; if it ends without a winner, the
+        # control answers, so the project keeps answering after the demo (it did not: 404).
+        set_default_model(engine, project_key="support-bot", model_key="demo-small")
         sessions: list[tuple[ProjectSpec, int, int]] = []
         planned = 0
         while planned < interactions:

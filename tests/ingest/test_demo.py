@@ -16,6 +16,7 @@ from sqlmodel import col
 
 from ingest.demo_servers import demo_models_in_store
 from store.ab_catalog import list_ab_tests
+from store.ab_lifecycle import cancel_ab_test, get_ab_test
 from store.catalog import create_model, list_models, list_projects
 from store.db import create_store_engine
 from store.models import Comparison, Interaction, InteractionLabel, MetricValue
@@ -154,6 +155,19 @@ def test_up_serves_the_demo_models_for_as_long_as_it_runs_also_after_a_restart(
             os.killpg(process.pid, signal.SIGINT)
             assert process.wait(timeout=30) == 0
         assert not any(_answers(f"{url}/models") for url in upstreams), run
+        if run == "seeding":
+            # The demo's A/B test may end (mSPRT) or be cancelled: support-bot must then still
+            # answer, through its default model. The restart checks that, with the test ended.
+            _end_demo_ab_test(database_url)
+
+
+def _end_demo_ab_test(database_url: str) -> None:
+    engine = create_store_engine(database_url)
+    try:
+        if get_ab_test(engine, key="small-vs-large", project_key="support-bot").status == "active":
+            cancel_ab_test(engine, key="small-vs-large", project_key="support-bot")
+    finally:
+        engine.dispose()
 
 
 def test_only_demo_models_on_loopback_are_repointed(sqlite_url: str) -> None:
