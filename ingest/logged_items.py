@@ -10,9 +10,7 @@ which decides and words the error.
 
 from __future__ import annotations
 
-import os
 import re
-import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -24,6 +22,7 @@ from typing_extensions import TypedDict
 from ingest.errors import BadRequest, NotFound, Unprocessable
 from ingest.limits import RequestRefused, check_labels
 from ingest.vision import prepare_messages
+from store.ids import uuid7_text_at
 from store.interactions import InteractionRecord
 from store.keys import Principal
 from store.logged_interactions import CatalogNames
@@ -83,35 +82,6 @@ _OPTIONAL_TEXT_BOUNDED = (
     ("user", MAX_USER_LENGTH),
     ("finish_reason", MAX_FINISH_REASON_LENGTH),
 )
-_MAX_MS = (1 << 48) - 1
-_VARIANT = "89ab"  # the first hex digit of a RFC 9562 variant's 4th group, by its 2 free bits
-#: Random bytes for new ids, read from the OS 4000 at a time (one system call per 400 ids).
-_random_lock = threading.Lock()
-_random_pool = b""
-_random_at = 0
-
-
-def _forget_random() -> None:
-    global _random_pool, _random_at
-    _random_pool, _random_at = b"", 0  # a forked child must not make its parent's ids again
-
-
-os.register_at_fork(after_in_child=_forget_random)
-
-
-def uuid7_text_at(moment: datetime) -> str:
-    """A UUIDv7 carrying `moment` (the interaction's own time, so ids sort by created_at), in
-    its canonical text: ids stay plain strings up to the driver (no objects for the GC)."""
-    global _random_pool, _random_at
-    with _random_lock:
-        if _random_at + 10 > len(_random_pool):
-            _random_pool, _random_at = os.urandom(4000), 0
-        at = _random_at
-        _random_at = at + 10
-        pool = _random_pool
-    r = pool[at : at + 10].hex()  # 74 of these 80 bits are used
-    t = f"{min(max(0, int(moment.timestamp() * 1000)), _MAX_MS):012x}"
-    return f"{t[:8]}-{t[8:]}-7{r[:3]}-{_VARIANT[int(r[3], 16) & 3]}{r[4:7]}-{r[7:19]}"
 
 
 def _plain_uuid(value: Any) -> bool:

@@ -6,12 +6,14 @@ import os
 import threading
 import time
 import uuid
+from datetime import datetime
 
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
 _VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
 _RAND_B_MASK = (1 << 62) - 1
+_MAX_MS = (1 << 48) - 1
 _new_uuid = object.__new__
 _set = object.__setattr__
 #: Random bytes from os.urandom, read 4 KiB at a time: one system call per ~400 ids.
@@ -66,10 +68,24 @@ def uuid7() -> uuid.UUID:
     return value
 
 
+def _text(value: int) -> str:
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def uuid7_str() -> str:
     """A new UUIDv7 in its canonical text form (cheaper than `str(uuid7())`)."""
-    h = f"{_uuid7_int():032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _text(_uuid7_int())
+
+
+def uuid7_text_at(moment: datetime) -> str:
+    """A UUIDv7 carrying `moment` (a logged interaction's own time, so ids sort by created_at),
+    in canonical text; its 74 other bits are random (no per-process ordering within a ms)."""
+    with _lock:
+        random = _random80()
+    ms = min(max(0, int(moment.timestamp() * 1000)), _MAX_MS)
+    rand_a = (random >> 62) & 0xFFF
+    return _text((ms << 80) | (rand_a << 64) | _VERSION_AND_VARIANT | (random & _RAND_B_MASK))
 
 
 def uuid7_hex() -> str:

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ingest.errors import BadRequest, Unprocessable
-from ingest.logged_items import ITEM_ADAPTER, MAX_TOKENS, plain_item, prepare_item, uuid7_text_at
+from ingest.logged_items import ITEM_ADAPTER, MAX_TOKENS, plain_item, prepare_item
+from store.ids import uuid7_text_at
 from store.keys import Principal
 from store.logged_interactions import CatalogNames
 from store.settings import Settings
