@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import orjson
 
@@ -350,20 +350,30 @@ class Journal:
     def peek(self, limit: int) -> list[PendingEntry]:
         """The oldest `limit` pending entries (they stay pending until `mark_done`)."""
         entries = [entry for _, entry in zip(range(limit), self._pending, strict=False)]
-        out: list[PendingEntry] = []
-        for entry in entries:
-            record = entry.record if entry.record is not None else self._read_back(entry)
-            out.append(PendingEntry(entry.segment, entry.completion_id, record, entry.appended_at))
-        return out
+        files: dict[int, BinaryIO] = {}  # segments of entries kept only on disk, opened once
+        try:
+            return [
+                PendingEntry(
+                    entry.segment,
+                    entry.completion_id,
+                    entry.record if entry.record is not None else self._read_back(entry, files),
+                    entry.appended_at,
+                )
+                for entry in entries
+            ]
+        finally:
+            for file in files.values():
+                file.close()
 
-    def _read_back(self, entry: _Pending) -> Mapping[str, Any]:
-        segment = self._segments[entry.segment]
-        with segment.path.open("rb") as file:
-            file.seek(entry.offset)
-            line = file.read(entry.length)
-        record = orjson.loads(line)
+    def _read_back(self, entry: _Pending, files: dict[int, BinaryIO]) -> Mapping[str, Any]:
+        path = self._segments[entry.segment].path
+        file = files.get(entry.segment)
+        if file is None:
+            file = files[entry.segment] = path.open("rb")
+        file.seek(entry.offset)
+        record = orjson.loads(file.read(entry.length))
         if not isinstance(record, dict) or str(record.get("completion_id")) != entry.completion_id:
-            raise RuntimeError(f"journal {segment.path}: entry at {entry.offset} does not match")
+            raise RuntimeError(f"journal {path}: entry at {entry.offset} does not match")
         return record
 
     def mark_done(self, count: int) -> None:

@@ -32,13 +32,12 @@ from ingest.errors import error_body
 from store.settings import Settings
 
 GRAPHQL_PATH = "/api/graphql"
-LABEL_ROUTES = {
-    "/v1/chat/completions": "chat",
-    "/api/v1/chat/completions": "chat",
-    "/api/v1/interactions": "item",
-    # /api/v1/interactions/bulk checks the labels of each item itself (ingest/logged_items.py),
-    # so one item over a limit gets its own error and the others are kept.
-}
+#: Routes whose body carries `labels` / `metadata` at the top level, checked here.
+#: /api/v1/interactions/bulk checks the labels of each item itself (ingest/logged_items.py),
+#: so one item over a limit gets its own error and the others are kept.
+LABEL_ROUTES = frozenset(
+    {"/v1/chat/completions", "/api/v1/chat/completions", "/api/v1/interactions"}
+)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _KEEP = bytes(range(256)).translate(None, b'[]{}"')
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -134,8 +133,7 @@ def _label_maps(body: Any) -> Iterable[tuple[str, Any]]:
 def check_body(path: str, body: bytes, settings: Settings) -> None:
     """Every check of a JSON request body."""
     check_json_text(body, max_depth=settings.max_json_depth)
-    kind = LABEL_ROUTES.get(path)
-    if kind is None or (b'"labels"' not in body and b'"metadata"' not in body):
+    if path not in LABEL_ROUTES or (b'"labels"' not in body and b'"metadata"' not in body):
         return
     try:
         parsed = orjson.loads(body)

@@ -379,10 +379,8 @@ class HttpPool:
                 if connection.received_anything:
                     raise
                 # The server closed the idle connection as we reused it: send on a new one.
-            if timeout is not None:
-                timeout = max(0.001, timeout - (time.monotonic() - started))
         connection = await self._connect(target.origin, connect_timeout)
-        if timeout is not None:
+        if timeout is not None:  # what is left of it after a failed reuse and the connect
             timeout = max(0.001, timeout - (time.monotonic() - started))
         return await connection.exchange(request, timeout)
 
