@@ -23,16 +23,15 @@ from typing import Any
 import httpx
 import orjson
 import psycopg
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import migrations  # noqa: E402
+from bench.services import count_interactions  # noqa: E402
 from store.catalog import create_model, create_project  # noqa: E402
 from store.db import create_store_engine  # noqa: E402
-from store.interactions import INTERACTION_TABLE  # noqa: E402
 from store.keys import create_api_key  # noqa: E402
 from tests.support import free_port, interlog_process, wait_for_http  # noqa: E402
 
@@ -99,16 +98,6 @@ def _seed(database_url: str) -> str:
         engine.dispose()
 
 
-def _count(database_url: str) -> int:
-    engine = create_store_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            statement = select(func.count()).select_from(INTERACTION_TABLE)
-            return int(connection.execute(statement).scalar_one())
-    finally:
-        engine.dispose()
-
-
 def _group_cpu_seconds(group: int) -> float:
     """User + system CPU seconds of every live process in a process group (Linux /proc)."""
     ticks = 0
@@ -138,11 +127,11 @@ def run_backend(
         url = f"http://127.0.0.1:{port}"
         wait_for_http(url + "/healthz", process=process, timeout=120)
         asyncio.run(_drive(url, key, min(args.items, 2 * args.batch), args.batch, args.senders))
-        before = _count(database_url)
+        before = count_interactions(database_url)
         cpu_before = _group_cpu_seconds(process.pid)
         sent, seconds = asyncio.run(_drive(url, key, args.items, args.batch, args.senders))
         cpu = _group_cpu_seconds(process.pid) - cpu_before
-    stored = _count(database_url) - before
+    stored = count_interactions(database_url) - before
     load = os.getloadavg()[0]
     print(
         f"{name:9s} {sent:>8,d} interactions in {seconds:6.2f} s = {sent / seconds:>9,.0f}/s "

@@ -27,7 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support import free_port, interlog_env, wait_for_http  # noqa: E402
+from tests.support import (  # noqa: E402
+    free_port,
+    interlog_env,
+    stop_process_group,
+    wait_for_http,
+)
 
 PG_SERVER = os.environ.get(
     "INTERLOG_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -56,19 +61,7 @@ def process(
         try:
             yield child
         finally:
-            stop(child)
-
-
-def stop(child: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group led by CHILD's PID, SIGKILL after 15 s."""
-    if child.poll() is not None:
-        return
-    os.killpg(child.pid, signal.SIGTERM)
-    try:
-        child.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
+            stop_process_group(child)
 
 
 def wait_or_explain(url: str, child: subprocess.Popen[bytes], log: Path, timeout: float) -> None:

@@ -45,6 +45,18 @@ def interlog_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group led by PROCESS, SIGKILL after 15 s."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @contextmanager
 def interlog_process(
     args: list[str], *, env: Mapping[str, str], cwd: Path, log: Path
@@ -62,10 +74,4 @@ def interlog_process(
         try:
             yield process
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+            stop_process_group(process)
