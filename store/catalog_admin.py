@@ -17,7 +17,16 @@ from sqlmodel import Session, col, select
 from store.catalog import attach_model, load_project
 from store.db import session_scope
 from store.errors import InvalidInputError, NotFoundError
-from store.models import AbTest, ApiKey, Interaction, Metric, Model, Project, ProjectModel
+from store.models import (
+    AbTest,
+    ApiKey,
+    Interaction,
+    InteractionLabel,
+    Metric,
+    Model,
+    Project,
+    ProjectModel,
+)
 
 _UNSET: Any = object()
 
@@ -136,6 +145,11 @@ def delete_project(engine: Engine, *, key: str) -> None:
         project = load_project(session, key)
         session.execute(sa_delete(ProjectModel).where(col(ProjectModel.project_id) == project.id))
         session.execute(sa_delete(ApiKey).where(col(ApiKey.project_id) == project.id))
+        # Labels have no foreign key to cascade (migration 0002); an empty project has none,
+        # unless interactions were deleted outside Interlog.
+        session.execute(
+            sa_delete(InteractionLabel).where(col(InteractionLabel.project_id) == project.id)
+        )
         session.delete(project)
 
 

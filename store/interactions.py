@@ -4,12 +4,13 @@ Records are plain JSON-able dicts (the journal's format): UUIDs and timestamps m
 strings. Rows are made from them one at a time while the driver consumes them and inserted at
 the driver level, existing keys skipped, on both backends (store.bulk_insert: multi-row INSERTs
 on SQLite, binary COPY on PostgreSQL), so replaying a batch after a crash creates no duplicates.
-SQLite writers take turns in-process (write_transaction).
+SQLite writers take turns, across threads and processes (write_transaction).
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -18,6 +19,11 @@ from datetime import datetime
 from typing import Any, NotRequired, TypedDict
 
 from sqlalchemy import Connection, Engine, Table
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: threads only
+    fcntl = None  # type: ignore[assignment]
 
 from store.bulk_insert import (
     WRITER_KINDS,
@@ -155,24 +161,65 @@ def insert_interactions(connection: Connection, records: Iterable[Mapping[str, A
     return len(batch)
 
 
-_write_locks: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+class _SqliteWriteLock:
+    """One writer at a time on a SQLite file: a lock between this process's threads, and an
+    flock on a file beside the database between processes (`interlog serve --workers N`).
+
+    SQLite makes a second writer sleep in its busy handler (1, 2, 5, 10, ... ms) and retry,
+    so it wakes up long after the first has finished; a thread waiting on a lock, or a
+    process waiting in flock, wakes at once. The flock is released when its process dies."""
+
+    def __init__(self, database: str | None) -> None:
+        self._threads = threading.RLock()
+        self._path = f"{database}-interlog-write.lock" if database else None
+        self._fd: int | None = None
+        self._pid = 0
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._depth == 0 and self._path is not None and fcntl is not None:
+                if self._fd is None or self._pid != os.getpid():  # a forked child: own fd
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                    self._pid = os.getpid()
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *_: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None and fcntl is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
+_write_locks: weakref.WeakKeyDictionary[Engine, _SqliteWriteLock] = weakref.WeakKeyDictionary()
 _write_locks_lock = threading.Lock()
+
+
+def _file_of(engine: Engine) -> str | None:
+    database = engine.url.database
+    if not database or database == ":memory:" or engine.url.query:
+        return None
+    return os.path.abspath(database)
 
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """`engine.begin()`, one transaction at a time per SQLite engine.
-
-    SQLite has a single writer: a transaction that finds the database locked sleeps in SQLite's
-    busy handler (1 to 100 ms at a time) instead of waking up as soon as it is free, which
-    halves the throughput of concurrent bulk writes. Waiting on a lock here wakes at once.
-    """
+    """`engine.begin()`, one transaction at a time per SQLite file (_SqliteWriteLock)."""
     if engine.dialect.name != "sqlite":
         with engine.begin() as connection:
             yield connection
         return
     with _write_locks_lock:
-        lock = _write_locks.setdefault(engine, threading.RLock())
+        lock = _write_locks.get(engine)
+        if lock is None:
+            lock = _write_locks[engine] = _SqliteWriteLock(_file_of(engine))
     with lock, engine.begin() as connection:
         yield connection
 

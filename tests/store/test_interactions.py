@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sqlite3
+import subprocess
+import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
+import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from store.catalog import create_project
+from store.db import create_store_engine
 from store.ids import uuid7
-from store.interactions import InteractionRecord, write_interactions
+from store.interactions import (
+    LABEL_TABLE,
+    InteractionRecord,
+    insert_interactions,
+    write_interactions,
+    write_transaction,
+)
 from store.models import Attachment, Interaction, InteractionLabel
 from store.types import utcnow
+
+REFUSED = (IntegrityError, sqlite3.IntegrityError, psycopg.errors.IntegrityError)
 
 
 def _record(project_id: int, **extra: object) -> InteractionRecord:
@@ -44,6 +60,25 @@ def test_replaying_a_batch_creates_no_duplicates(engine: Engine) -> None:
     write_interactions(engine, [*batch[:10], _record(project.id or 0)])
     assert _count(engine, Interaction.completion_id) == 51
     assert _count(engine, InteractionLabel.key) == 102
+
+
+def test_labels_are_written_only_with_their_interaction(engine: Engine) -> None:
+    """interaction_label has no foreign keys (migration 0002): its rows are consistent because
+    they go in the interaction's own transaction. A batch whose interactions the database
+    refuses (here: an unknown project) leaves no label behind."""
+    project = create_project(engine, key="p")
+    good = _record(project.id or 0)
+    orphan = _record((project.id or 0) + 1000)
+    with pytest.raises(REFUSED):  # raised by the driver: the writes bypass SQLAlchemy
+        write_interactions(engine, [good, orphan])
+    assert _count(engine, Interaction.completion_id) == 0
+    assert _count(engine, InteractionLabel.key) == 0
+    write_interactions(engine, [good])
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(LABEL_TABLE.c.project_id, LABEL_TABLE.c.key, LABEL_TABLE.c.value)
+        ).all()
+    assert sorted(rows) == [(project.id, "env", "prod"), (project.id, "team", "a")]
 
 
 def test_images_are_stored_once_per_content_hash(engine: Engine) -> None:
@@ -92,3 +127,37 @@ def test_uuids_and_times_may_come_as_objects_or_text(engine: Engine) -> None:
     assert ident in {row[0] for row in rows} and len(rows) == 3
     assert sorted(len(row[1]) for row in rows) == [0, 2, 2]
     assert sorted(len(row[2]) for row in rows) == [0, 1, 1]
+
+
+_TRY_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    print("busy")
+else:
+    print("free")
+"""
+
+
+def test_sqlite_writers_in_other_processes_wait_for_an_open_write(sqlite_url: str) -> None:
+    """`interlog serve --workers N` on SQLite: a write transaction holds an flock beside the
+    database, so another process's writer waits in the kernel (woken at once) instead of in
+    SQLite's busy handler (sleeping 1 to 100 ms between tries)."""
+    engine = create_store_engine(sqlite_url)
+    lock_file = f"{make_url(sqlite_url).database}-interlog-write.lock"
+
+    def other_process_sees() -> str:
+        command = [sys.executable, "-c", _TRY_LOCK, lock_file]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        project = create_project(engine, key="p")
+        with write_transaction(engine) as connection:
+            insert_interactions(connection, [_record(project.id or 0)])
+            assert other_process_sees() == "busy"
+        assert other_process_sees() == "free"
+        assert _count(engine, Interaction.completion_id) == 1
+    finally:
+        engine.dispose()

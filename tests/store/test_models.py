@@ -7,10 +7,11 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlmodel import Session
 
+from store.catalog_admin import delete_project
 from store.db import session_scope
 from store.ids import uuid7, uuid7_str, uuid7_time_ms
 from store.models import Interaction, InteractionLabel, Model, Project
@@ -66,24 +67,30 @@ def test_foreign_keys_are_enforced(engine: Engine) -> None:
         session.add(Interaction(project_id=999_999, session_id=uuid.uuid4()))
 
 
-def test_labels_cascade_with_their_interaction(engine: Engine) -> None:
+def test_deleting_an_emptied_project_removes_labels_left_behind(engine: Engine) -> None:
+    """Labels have no foreign keys (migration 0002). If a project's interactions are deleted
+    outside Interlog, their label rows stay; deleting the now empty project removes them."""
     with session_scope(engine) as session:
         project = _project(session)
-        interaction = Interaction(project_id=project.id or 0, session_id=uuid.uuid4())
-        session.add(interaction)
-        session.flush()
-        session.add(
-            InteractionLabel(
-                completion_id=interaction.completion_id,
-                project_id=project.id or 0,
-                key="team",
-                value="a",
+        other = _project(session, key="other")
+        for owner in (project, other):
+            interaction = Interaction(project_id=owner.id or 0, session_id=uuid.uuid4())
+            session.add(interaction)
+            session.flush()
+            session.add(
+                InteractionLabel(
+                    completion_id=interaction.completion_id,
+                    project_id=owner.id or 0,
+                    key="team",
+                    value="a",
+                )
             )
-        )
-    with session_scope(engine) as session:
-        session.delete(session.get(Project, project.id))
+    with engine.begin() as connection:
+        connection.execute(delete(Interaction).where(Interaction.project_id == project.id))  # type: ignore[arg-type]
+    delete_project(engine, key=project.key)
     with Session(engine) as session:
-        assert session.exec(select(InteractionLabel)).all() == []  # type: ignore[call-overload]
+        left = session.exec(select(InteractionLabel.project_id)).all()  # type: ignore[call-overload]
+    assert [row[0] for row in left] == [other.id]
 
 
 def test_uuid7_ids_sort_by_creation_time() -> None:
