@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 import psycopg
 from sqlalchemy.engine import make_url
@@ -56,35 +56,38 @@ def _item(n: int) -> dict[str, Any]:
     }
 
 
-async def _send(url: str, key: str, batches: asyncio.Queue[list[dict[str, Any]]]) -> int:
+def _bodies(items: int, batch: int) -> list[bytes]:
+    """The request bodies, made before the clock starts: the load generator shares the two
+    cores with the gateway and the database, so it should spend as little as it can."""
+    return [
+        orjson.dumps({"interactions": [_item(n) for n in range(start, min(start + batch, items))]})
+        for start in range(0, items, batch)
+    ]
+
+
+async def _send(session: aiohttp.ClientSession, url: str, key: str, bodies: list[bytes]) -> int:
     sent = 0
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    async with httpx.AsyncClient(timeout=120) as client:
-        while True:
-            try:
-                batch = batches.get_nowait()
-            except asyncio.QueueEmpty:
-                return sent
-            response = await client.post(
-                url + "/api/v1/interactions/bulk",
-                content=orjson.dumps({"interactions": batch}),
-                headers=headers,
-            )
+    while bodies:
+        async with session.post(
+            url + "/api/v1/interactions/bulk", data=bodies.pop(), headers=headers
+        ) as response:
             response.raise_for_status()
-            body = orjson.loads(response.content)
-            if body["rejected"]:
-                raise RuntimeError(f"rejected items: {body['results'][:2]}")
-            sent += body["accepted"]
+            body = orjson.loads(await response.read())
+        if body["rejected"]:
+            raise RuntimeError(f"rejected items: {body['results'][:2]}")
+        sent += body["accepted"]
+    return sent
 
 
-async def _drive(url: str, key: str, items: int, batch: int, senders: int) -> tuple[int, float]:
-    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
-    payloads = [_item(n) for n in range(items)]
-    for start in range(0, items, batch):
-        queue.put_nowait(payloads[start : start + batch])
-    began = time.perf_counter()
-    counts = await asyncio.gather(*(_send(url, key, queue) for _ in range(senders)))
-    return sum(counts), time.perf_counter() - began
+async def _drive(url: str, key: str, bodies: list[bytes], senders: int) -> tuple[int, float, float]:
+    """Post every body from SENDERS concurrent connections: (items stored, seconds, CPU seconds
+    of this process)."""
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        began, cpu = time.perf_counter(), time.process_time()
+        counts = await asyncio.gather(*(_send(session, url, key, bodies) for _ in range(senders)))
+        return sum(counts), time.perf_counter() - began, time.process_time() - cpu
 
 
 def _seed(database_url: str) -> str:
@@ -98,16 +101,19 @@ def _seed(database_url: str) -> str:
         engine.dispose()
 
 
-def _group_cpu_seconds(group: int) -> float:
-    """User + system CPU seconds of every live process in a process group (Linux /proc)."""
+def _cpu_seconds(group: int | None = None, name: str | None = None) -> float:
+    """User + system CPU seconds of every live process in a process group, or of every process
+    with a command name (Linux /proc; a process that ended meanwhile is not counted)."""
     ticks = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            text = stat.read_text()
         except OSError:
             continue
-        if int(fields[2]) == group:
-            ticks += int(fields[11]) + int(fields[12])
+        command, fields = text.split("(", 1)[1].rsplit(")", 1)
+        values = fields.split()
+        if (group is not None and int(values[2]) == group) or command == name:
+            ticks += int(values[11]) + int(values[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -126,18 +132,24 @@ def run_backend(
     with interlog_process(command, env=env, cwd=ROOT, log=log) as process:
         url = f"http://127.0.0.1:{port}"
         wait_for_http(url + "/healthz", process=process, timeout=120)
-        asyncio.run(_drive(url, key, min(args.items, 2 * args.batch), args.batch, args.senders))
+        warm_up = _bodies(min(args.items, 2 * args.batch), args.batch)
+        asyncio.run(_drive(url, key, warm_up, args.senders))
+        bodies = _bodies(args.items, args.batch)
         before = count_interactions(database_url)
-        cpu_before = _group_cpu_seconds(process.pid)
-        sent, seconds = asyncio.run(_drive(url, key, args.items, args.batch, args.senders))
-        cpu = _group_cpu_seconds(process.pid) - cpu_before
+        cpu_before = _cpu_seconds(group=process.pid)
+        database_before = _cpu_seconds(name="postgres")
+        sent, seconds, client_cpu = asyncio.run(_drive(url, key, bodies, args.senders))
+        cpu = _cpu_seconds(group=process.pid) - cpu_before
+        database_cpu = _cpu_seconds(name="postgres") - database_before
     stored = count_interactions(database_url) - before
     load = os.getloadavg()[0]
+    database = f"; PostgreSQL CPU {database_cpu / sent * 1e6:.0f} µs" if name == "postgres" else ""
     print(
         f"{name:9s} {sent:>8,d} interactions in {seconds:6.2f} s = {sent / seconds:>9,.0f}/s "
         f"(batch {args.batch}, {args.senders} senders, {args.workers} worker(s)); "
-        f"stored {stored:,d}; gateway CPU {cpu:.2f} s = {sent / max(cpu, 1e-9):,.0f} "
-        f"interactions per gateway CPU-second; load average {load:.1f} on {os.cpu_count()} cores"
+        f"stored {stored:,d}; per interaction: gateway CPU {cpu / sent * 1e6:.0f} µs{database}, "
+        f"this client's CPU {client_cpu / sent * 1e6:.0f} µs; "
+        f"load average {load:.1f} on {os.cpu_count()} cores"
     )
     return {
         "backend": name,
@@ -148,6 +160,8 @@ def run_backend(
         "batch": args.batch,
         "senders": args.senders,
         "workers": args.workers,
+        "gateway_cpu_us": cpu / sent * 1e6,
+        **({"database_cpu_us": database_cpu / sent * 1e6} if name == "postgres" else {}),
     }
 
 
