@@ -29,7 +29,7 @@ import orjson
 import psycopg
 from psycopg.types.json import JsonbBinaryDumper
 from psycopg.types.uuid import UUIDBinaryDumper
-from sqlalchemy import JSON, Connection, Table, Uuid
+from sqlalchemy import JSON, Connection, Engine, Table, Uuid
 from sqlalchemy.dialects import postgresql, sqlite
 
 from store.types import UTCDateTime
@@ -131,9 +131,9 @@ def _json_text(value: Any) -> Any:
 WRITER_KINDS = ("sqlite", "psycopg", "core")
 
 
-def writer_kind(connection: Connection) -> str:
-    """How rows reach this connection's database: "sqlite", "psycopg" (COPY) or "core"."""
-    dialect = connection.dialect
+def writer_kind(connectable: Connection | Engine) -> str:
+    """How rows reach this database: "sqlite", "psycopg" (COPY) or "core"."""
+    dialect = connectable.dialect
     if dialect.name == "sqlite":
         return "sqlite"
     if dialect.name == "postgresql" and dialect.driver == "psycopg":

@@ -15,6 +15,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict
 
@@ -29,6 +30,7 @@ from store.bulk_insert import (
     WRITER_KINDS,
     Converter,
     LazyRows,
+    Row,
     column_converter,
     insert_ignoring_conflicts,
     insert_rows_ignoring_conflicts,
@@ -139,12 +141,11 @@ def _label_rows(
 
 
 def insert_interactions(connection: Connection, records: Iterable[Mapping[str, Any]]) -> int:
-    """Insert a batch inside the caller's transaction; existing completion_ids are skipped."""
-    now = utcnow()  # for records without created_at
-    batch = [
-        record if record.get("created_at") is not None else {**record, "created_at": now}
-        for record in records
-    ]
+    """Insert a batch inside the caller's transaction; existing completion_ids are skipped.
+
+    Rows are made while the driver consumes them (the journal writer's batches); see
+    `prepare_rows` for making them before the transaction instead."""
+    batch = _with_created_at(records)
     if not batch:
         return 0
     kind = writer_kind(connection)
@@ -159,6 +160,59 @@ def insert_interactions(connection: Connection, records: Iterable[Mapping[str, A
         labels = LazyRows(lambda: _label_rows(batch, completion_id))
         insert_rows_ignoring_conflicts(connection, LABEL_TABLE, labels)
     return len(batch)
+
+
+def _with_created_at(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    now = utcnow()  # for records without created_at
+    return [
+        record if record.get("created_at") is not None else {**record, "created_at": now}
+        for record in records
+    ]
+
+
+@dataclass(frozen=True)
+class PreparedRows:
+    """A batch's rows for one kind of writer (store.bulk_insert), made before its transaction.
+
+    On SQLite only one transaction writes at a time, across processes (write_transaction):
+    making rows outside it leaves that turn to the database's own work, so several gateway
+    processes overlap more. Per record, so a caller can still leave records out."""
+
+    records: list[Mapping[str, Any]]
+    interactions: list[Row]
+    labels: list[list[Row]]
+
+
+def prepare_rows(records: Sequence[Mapping[str, Any]], kind: str) -> PreparedRows:
+    """The rows of RECORDS for a writer of KIND (`writer_kind(engine)`)."""
+    batch = _with_created_at(records)
+    build = _BUILDERS[kind]
+    completion_id = column_converter(INTERACTION_TABLE, "completion_id", kind)
+    return PreparedRows(
+        records=batch,
+        interactions=[build(record) for record in batch],
+        labels=[list(_label_rows((record,), completion_id)) for record in batch],
+    )
+
+
+def insert_prepared(
+    connection: Connection, rows: PreparedRows, keep: Sequence[bool] | None = None
+) -> int:
+    """Insert prepared rows in the caller's transaction (only records whose KEEP is true);
+    existing completion_ids are skipped. Returns how many records were written."""
+    chosen = range(len(rows.records)) if keep is None else [i for i, k in enumerate(keep) if k]
+    if not chosen:
+        return 0
+    records = [rows.records[i] for i in chosen]
+    if any(record.get("attachments") for record in records):
+        insert_ignoring_conflicts(connection, ATTACHMENT_TABLE, _attachment_rows(records))
+    insert_rows_ignoring_conflicts(
+        connection, INTERACTION_TABLE, [rows.interactions[i] for i in chosen]
+    )
+    labels = [row for i in chosen for row in rows.labels[i]]
+    if labels:
+        insert_rows_ignoring_conflicts(connection, LABEL_TABLE, labels)
+    return len(records)
 
 
 class _SqliteWriteLock:

@@ -15,12 +15,17 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlmodel import col
 
-from store.bulk_insert import insert_ignoring_conflicts
+from store.bulk_insert import insert_ignoring_conflicts, writer_kind
 from store.errors import AlreadyExistsError, NotFoundError, StoreError
 
 # Package-private helpers of the feedback store, shared so both word errors the same way.
 from store.feedback import METRIC_VALUE_TABLE, _completion_projects, _conflicts, _prepare
-from store.interactions import InteractionRecord, insert_interactions, write_transaction
+from store.interactions import (
+    InteractionRecord,
+    insert_prepared,
+    prepare_rows,
+    write_transaction,
+)
 from store.models import Metric, Model, Project
 
 
@@ -137,9 +142,10 @@ def write_logged_interactions(
     if len(records) != len(feedbacks):
         raise ValueError("one feedback list per record")
     results: list[LoggedResult | None] = [None] * len(records)
+    rows = prepare_rows(records, writer_kind(engine))  # before this store's one write turn
     with write_transaction(engine) as connection:
         prepared = _prepare_values(connection, records, feedbacks, results)
-        insert_interactions(connection, [r for i, r in enumerate(records) if results[i] is None])
+        insert_prepared(connection, rows, keep=[result is None for result in results])
         if prepared:
             _store_values(connection, records, prepared, results)
     return [result or STORED for result in results]
