@@ -1,11 +1,14 @@
 """Ingest throughput: interactions/s through POST /api/v1/interactions/bulk into SQLite and PG.
 
 Run from the repository root: `.venv/bin/python bench/ingest.py [--items 100000] [--batch 1000]
-[--senders 4] [--backend sqlite|postgres|both]`. It migrates a fresh store (a temporary SQLite
-file; a temporary database on the PostgreSQL server of INTERLOG_BENCH_POSTGRES_URL, default the
-local test server), starts `interlog serve` as a subprocess, posts synthetic interactions (two
-labels each) from several concurrent senders, and prints interactions/s end to end (every
-answer means "stored") plus a row count check. Target: at least 20,000/s on each backend.
+[--senders 4] [--workers 1 2] [--backend sqlite|postgres|both]`. For each store and each number
+of gateway processes it migrates a fresh store (a temporary SQLite file; a temporary database
+on the PostgreSQL server of INTERLOG_BENCH_POSTGRES_URL, default the local test server), starts
+`interlog serve --workers N` as a subprocess, posts synthetic interactions (two labels and a
+new random session each) from several concurrent senders, and prints interactions/s end to end
+(every answer means "stored"), a row count check, and the CPU each party used per interaction:
+gateway, PostgreSQL (its processes on this machine) and this load generator, which share the
+machine's cores. Target: at least 20,000/s on each backend.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,11 +129,11 @@ def run_backend(
     port = free_port()
     env = {
         "INTERLOG_DATABASE_URL": database_url,
-        "INTERLOG_JOURNAL_DIR": str(workdir / f"journal-{name}"),
+        "INTERLOG_JOURNAL_DIR": str(workdir / f"journal-{name}-{args.workers}"),
         "INTERLOG_LOG_LEVEL": "warning",
     }
     command = ["serve", "--port", str(port), "--no-migrate", "--workers", str(args.workers)]
-    log = workdir / f"gateway-{name}.log"
+    log = workdir / f"gateway-{name}-{args.workers}.log"
     with interlog_process(command, env=env, cwd=ROOT, log=log) as process:
         url = f"http://127.0.0.1:{port}"
         wait_for_http(url + "/healthz", process=process, timeout=120)
@@ -161,6 +166,7 @@ def run_backend(
         "senders": args.senders,
         "workers": args.workers,
         "gateway_cpu_us": cpu / sent * 1e6,
+        "client_cpu_us": client_cpu / sent * 1e6,
         **({"database_cpu_us": database_cpu / sent * 1e6} if name == "postgres" else {}),
     }
 
@@ -174,25 +180,35 @@ def _pg_conninfo(url: str) -> str:
     )
 
 
+@contextmanager
+def _postgres_database() -> Iterator[str]:
+    """A scratch database on the PostgreSQL server of INTERLOG_BENCH_POSTGRES_URL, dropped after."""
+    name = f"interlog_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_pg_conninfo(PG_SERVER), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    try:
+        yield make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(_pg_conninfo(PG_SERVER), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every backend of ARGS (items, batch, senders, workers, backend); a result per backend."""
+    """Every backend of ARGS (items, batch, senders, workers, backend), each with every number
+    of gateway processes in `args.workers` on a fresh store; a result per configuration."""
     results = []
+    backends = ("sqlite", "postgres") if args.backend == "both" else (args.backend,)
     with tempfile.TemporaryDirectory(prefix="interlog-bench-") as tmp:
         workdir = Path(tmp)
-        if args.backend in ("sqlite", "both"):
-            results.append(
-                run_backend("sqlite", f"sqlite:///{workdir / 'bench.db'}", args, workdir)
-            )
-        if args.backend in ("postgres", "both"):
-            name = f"interlog_bench_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(_pg_conninfo(PG_SERVER), autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"'.encode())
-            try:
-                url = make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
-                results.append(run_backend("postgres", url, args, workdir))
-            finally:
-                with psycopg.connect(_pg_conninfo(PG_SERVER), autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+        for backend in backends:
+            for workers in args.workers:
+                config = argparse.Namespace(**{**vars(args), "workers": workers})
+                if backend == "sqlite":
+                    url = f"sqlite:///{workdir / f'bench-{workers}.db'}"
+                    results.append(run_backend("sqlite", url, config, workdir))
+                    continue
+                with _postgres_database() as url:
+                    results.append(run_backend("postgres", url, config, workdir))
     return results
 
 
@@ -201,7 +217,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--senders", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="gateway processes, each in turn"
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     return parser.parse_args(argv)
 
