@@ -31,14 +31,19 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _random80() -> int:
-    """80 random bits from the OS's CSPRNG (call with _lock held)."""
+def _random10() -> bytes:
+    """10 random bytes from the OS's CSPRNG (call with _lock held)."""
     global _pool, _pool_at
     if _pool_at + 10 > len(_pool):
         _pool, _pool_at = os.urandom(_POOL_SIZE), 0
     start = _pool_at
     _pool_at += 10
-    return int.from_bytes(_pool[start : start + 10], "big")
+    return _pool[start : start + 10]
+
+
+def _random80() -> int:
+    """80 random bits from the OS's CSPRNG (call with _lock held)."""
+    return int.from_bytes(_random10(), "big")
 
 
 def _uuid7_int() -> int:
@@ -78,14 +83,31 @@ def uuid7_str() -> str:
     return _text(_uuid7_int())
 
 
+#: The last moment given to uuid7_text_at and the text of its time bits ("tttttttt-tttt-7"): a
+#: bulk request stamps thousands of items with one moment. A tuple, replaced whole.
+_last_moment: tuple[datetime | None, str] = (None, "")
+#: The variant (0b10) and two random bits, from the hex digit of those two bits.
+_VARIANT_DIGIT = {f"{n:x}": "89ab"[n & 3] for n in range(16)}
+
+
 def uuid7_text_at(moment: datetime) -> str:
     """A UUIDv7 carrying `moment` (a logged interaction's own time, so ids sort by created_at),
-    in canonical text; its 74 other bits are random (no per-process ordering within a ms)."""
+    in canonical text; its 74 other bits are random (no per-process ordering within a ms).
+
+    Made as text directly (hex of pooled random bytes), with the time part reused while the
+    moment repeats: this ran once or twice per item of a bulk request."""
+    global _last_moment
+    last = _last_moment
+    if moment is last[0]:
+        head = last[1]
+    else:
+        ms = min(max(0, int(moment.timestamp() * 1000)), _MAX_MS)
+        time_hex = f"{ms:012x}"
+        head = f"{time_hex[:8]}-{time_hex[8:]}-7"
+        _last_moment = (moment, head)
     with _lock:
-        random = _random80()
-    ms = min(max(0, int(moment.timestamp() * 1000)), _MAX_MS)
-    rand_a = (random >> 62) & 0xFFF
-    return _text((ms << 80) | (rand_a << 64) | _VERSION_AND_VARIANT | (random & _RAND_B_MASK))
+        digits = _random10().hex()
+    return f"{head}{digits[:3]}-{_VARIANT_DIGIT[digits[3]]}{digits[4:7]}-{digits[7:19]}"
 
 
 def uuid7_hex() -> str:
