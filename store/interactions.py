@@ -107,6 +107,7 @@ _DEFAULTS: dict[str, Any] = {
 #: Record -> row tuple, per kind of writer (store.bulk_insert.row_builder).
 _BUILDERS = {kind: row_builder(INTERACTION_TABLE, kind, _DEFAULTS) for kind in WRITER_KINDS}
 _LABEL_COLUMNS = [column.name for column in LABEL_TABLE.columns]
+_COMPLETION_ID_AT = [column.name for column in INTERACTION_TABLE.columns].index("completion_id")
 assert _LABEL_COLUMNS == ["completion_id", "project_id", "key", "value"], _LABEL_COLUMNS
 
 
@@ -186,13 +187,12 @@ class PreparedRows:
 def prepare_rows(records: Sequence[Mapping[str, Any]], kind: str) -> PreparedRows:
     """The rows of RECORDS for a writer of KIND (`writer_kind(engine)`)."""
     batch = _with_created_at(records)
-    build = _BUILDERS[kind]
-    completion_id = column_converter(INTERACTION_TABLE, "completion_id", kind)
-    return PreparedRows(
-        records=batch,
-        interactions=[build(record) for record in batch],
-        labels=[list(_label_rows((record,), completion_id)) for record in batch],
-    )
+    rows = list(map(_BUILDERS[kind], batch))
+    labels = []
+    for record, row in zip(batch, rows, strict=True):
+        ident, project_id = row[_COMPLETION_ID_AT], record["project_id"]  # converted once
+        labels.append([(ident, project_id, k, v) for k, v in (record.get("labels") or {}).items()])
+    return PreparedRows(records=batch, interactions=rows, labels=labels)
 
 
 def insert_prepared(
