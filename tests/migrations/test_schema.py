@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import insert, inspect, select
 
 import migrations
+from store.catalog import create_project
 from store.db import create_store_engine, is_sqlite
+from store.interactions import LABEL_TABLE as LABEL
+from store.interactions import InteractionRecord, write_interactions
 from store.models import metadata
+from store.types import utcnow
 
 pytestmark = pytest.mark.parametrize("empty_database_url", ["sqlite", "postgres"], indirect=True)
 
@@ -60,3 +65,29 @@ def test_models_without_migration_show_a_diff(empty_database_url: str) -> None:
     diff = _schema_diff(empty_database_url)
     added = {entry[1].name for entry in diff if entry[0] == "add_table"}
     assert added == set(metadata.tables)
+
+
+def test_0002_keeps_labels_and_drops_their_foreign_keys(empty_database_url: str) -> None:
+    """Upgrading a store with data from 0001: label rows survive the table rebuild (SQLite's
+    batch mode copies them), and a label no longer needs an interaction row or a project."""
+    migrations.upgrade(empty_database_url, "0001")
+    engine = create_store_engine(empty_database_url)
+    completion_id = uuid.uuid4()
+    try:
+        project = create_project(engine, key="p")
+        record: InteractionRecord = {
+            "completion_id": str(completion_id),
+            "project_id": project.id or 0,
+            "session_id": str(uuid.uuid4()),
+            "created_at": utcnow().isoformat(),
+            "labels": {"team": "a"},
+        }
+        write_interactions(engine, [record])
+        migrations.upgrade(empty_database_url)
+        with engine.begin() as connection:
+            labels = connection.execute(select(LABEL.c.completion_id, LABEL.c.value)).all()
+            assert labels == [(completion_id, "a")]
+            orphan = {"completion_id": uuid.uuid4(), "project_id": 999, "key": "k", "value": "v"}
+            connection.execute(insert(LABEL).values(**orphan))  # no foreign key refuses it
+    finally:
+        engine.dispose()
