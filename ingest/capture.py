@@ -38,8 +38,6 @@ CHAT_PATHS = frozenset({"/api/v1/chat/completions", "/v1/chat/completions"})
 TOKEN_ESTIMATE_CHARS = 4
 #: Largest JSON (non-streamed) body kept aside for parsing; bigger ones are logged unparsed.
 MAX_JSON_BODY = 64 * 1024 * 1024
-#: Request parameters never logged, whatever the gateway passes (defence in depth for secrets).
-SECRET_PARAMS = frozenset({"api_key", "authorization", "headers", "extra_headers"})
 
 
 @dataclass
@@ -221,35 +219,27 @@ class ResponseTee:
         status, error = self.outcome(cancelled=cancelled)
         choices = [self.choices[index] for index in sorted(self.choices)] or [_Choice(index=0)]
         prompt_tokens, completion_tokens = self._tokens(context, choices)
-        params = {k: v for k, v in context.params.items() if k.lower() not in SECRET_PARAMS}
+        base = context.record_base()
+        ttft_ms, latency_ms = self.ttft_ms, self.latency_ms
         records: list[InteractionRecord] = []
         for position, choice in enumerate(choices):
             record: InteractionRecord = {
                 "completion_id": choice.completion_id or uuid7_str(),
-                "project_id": context.project_id,
-                "session_id": str(context.session_id),
-                "created_at": context.created_at.isoformat(),
-                "request_id": context.request_id,
+                **base,  # type: ignore[typeddict-item]
                 "choice_index": choice.index,
-                "model_id": context.model_id,
-                "ab_test_id": context.ab_test_id,
-                "ab_variant": context.ab_variant,
                 "replica": context.replica,
-                "user_id": context.user_id,
-                "labels": dict(context.labels),
-                "messages": context.messages,
-                "params": params,
                 "completion": choice.text,
                 "finish_reason": choice.finish_reason,
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens[position],
-                "ttft_ms": self.ttft_ms,
-                "latency_ms": self.latency_ms,
+                "ttft_ms": ttft_ms,
+                "latency_ms": latency_ms,
                 "status": status,
                 "error": error,
-                "source": "LIVE",
             }
-            if position == 0 and context.attachments:
+            if position:
+                record["labels"] = dict(base["labels"])  # each record its own labels
+            elif context.attachments:
                 record["attachments"] = list(context.attachments)
             records.append(record)
         return records
@@ -304,7 +294,12 @@ class CaptureMiddleware:
                     finished = True
                     context = (scope.get("state") or {}).get(CHAT_CONTEXT_KEY)
                     _safely(tee.finish, getattr(context, "answer", None))
-                    await _record(scope, state, tee, cancelled=None, wait=True)
+                    await _record(scope, state, tee, cancelled=None, wait=True, observe=False)
+                    try:
+                        await send(message)
+                    finally:
+                        _observe(state, context, tee, cancelled=None)  # after the last byte
+                    return
             await send(message)
 
         try:
@@ -334,21 +329,41 @@ def _safely(function: Any, *args: Any) -> None:
         log.exception("capture: cannot parse a chat response")
 
 
+def _observe(state: Any, context: Any, tee: ResponseTee, *, cancelled: str | None) -> None:
+    """Count a finished chat completion in the service telemetry (never raises)."""
+    telemetry: Telemetry | None = getattr(state, "telemetry", None)
+    if telemetry is None or not isinstance(context, ChatContext):
+        return
+    try:
+        status, _ = tee.outcome(cancelled=cancelled)
+        telemetry.observe_chat(status, tee.latency_ms / 1000, tee.ttft_ms)
+        if not context.store:
+            telemetry.not_stored += 1
+    except Exception:
+        log.exception("capture: cannot count a chat completion")
+
+
 async def _record(
-    scope: Scope, state: Any, tee: ResponseTee, *, cancelled: str | None, wait: bool
+    scope: Scope,
+    state: Any,
+    tee: ResponseTee,
+    *,
+    cancelled: str | None,
+    wait: bool,
+    observe: bool = True,
 ) -> None:
-    """Journal the interaction (unless store=false); never raises into the request."""
+    """Journal the interaction (unless store=false); never raises into the request.
+
+    With `observe` it is also counted in the telemetry; the final body message of a
+    response counts it after that message is sent instead (off the latency path)."""
     telemetry: Telemetry | None = getattr(state, "telemetry", None)
     try:
         context = (scope.get("state") or {}).get(CHAT_CONTEXT_KEY)
         if not isinstance(context, ChatContext):
             return  # refused before routing (auth, validation): not an interaction
-        status, _ = tee.outcome(cancelled=cancelled)
-        if telemetry is not None:
-            telemetry.observe_chat(status, tee.latency_ms / 1000, tee.ttft_ms)
+        if observe:
+            _observe(state, context, tee, cancelled=cancelled)
         if not context.store:
-            if telemetry is not None:
-                telemetry.not_stored += 1
             return
         journal: Journal | None = getattr(state, "journal", None)
         if journal is None:

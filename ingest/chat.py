@@ -3,7 +3,9 @@
 The answer is the union of the Adaptive and OpenAI shapes (client-protocol §3.2/§3.3): every
 choice and every stream chunk carries a new UUIDv7 `completion_id` and the `session_id`. The
 request's facts go to the logging step as a ChatContext at `request.state.chat`, set before the
-upstream is called; this module logs nothing itself.
+upstream's answer is awaited; this module logs nothing itself. The request goes upstream as soon
+as it is checked and routed; the context is built while the upstream computes (at one client
+the gateway would otherwise sit idle then).
 
 Errors before the first byte of a stream: a client that accepts `text/event-stream` (the
 adaptive-sdk; httpx_sse sends that Accept header) gets the error status with an SSE body: a
@@ -40,8 +42,8 @@ from ingest.errors import (
 )
 from ingest.routing import Route
 from ingest.upstream import UpstreamCall, UpstreamPool, failure_of
-from ingest.vision import prepare_messages
-from store.ids import uuid7_hex, uuid7_str
+from ingest.vision import PreparedMessages, prepare_messages
+from store.ids import uuid4, uuid7_hex, uuid7_str
 
 router = APIRouter(tags=["chat"])
 
@@ -111,10 +113,10 @@ def _parse_body(body: bytes, limit: int) -> dict[str, Any]:
     return raw
 
 
-def build_context(
-    request_id: str, route: Route, chat: ChatRequest, session_id: uuid.UUID, raw: dict[str, Any]
-) -> tuple[ChatContext, dict[str, Any]]:
-    """The ChatContext for the logging step and the payload for the upstream."""
+def upstream_request(
+    route: Route, chat: ChatRequest, raw: dict[str, Any]
+) -> tuple[PreparedMessages, dict[str, Any], dict[str, Any]]:
+    """The prepared messages, the payload for the upstream and the parameters to log."""
     prepared = prepare_messages(raw["messages"], multimodal=route.model.multimodal)
     payload = upstream_params(raw)
     payload["model"] = route.model.upstream_name
@@ -123,7 +125,19 @@ def build_context(
         payload["stream_options"] = {"include_usage": True}  # for the log, even if not asked
     params = dict(payload)
     payload["messages"] = prepared.upstream
-    context = ChatContext(
+    return prepared, payload, params
+
+
+def build_context(
+    request_id: str,
+    route: Route,
+    chat: ChatRequest,
+    session_id: uuid.UUID,
+    prepared: PreparedMessages,
+    params: dict[str, Any],
+) -> ChatContext:
+    """The ChatContext for the logging step."""
+    return ChatContext(
         request_id=request_id,
         project_id=route.project_id,
         project_key=route.project_key,
@@ -140,7 +154,6 @@ def build_context(
         params=params,
         attachments=prepared.attachments,
     )
-    return context, payload
 
 
 @router.post(
@@ -194,12 +207,24 @@ async def run_chat(
             raise _validation_error(exc) from exc
         project_key = chat.model.partition("/")[0]
         check_project_key(principal, project_key)
-        session_id = chat.session_id or uuid.uuid4()
+        session_id = chat.session_id or uuid4()
         route = await app_state.routing.route(chat.model, session_id)
-        context, payload = build_context("chatcmpl-" + uuid7_hex(), route, chat, session_id, raw)
-        scope_state[CHAT_CONTEXT_KEY] = context
+        prepared, payload, params = upstream_request(route, chat, raw)
         pool: UpstreamPool = app_state.upstream
-        call = await pool.open(route.model, payload, session_id=chat.session_id)
+        pending = pool.send(route.model, payload, session_id=chat.session_id)
+        try:
+            # The request is on its way: the bookkeeping below runs while the upstream computes.
+            request_id = "chatcmpl-" + uuid7_hex()
+            context = build_context(request_id, route, chat, session_id, prepared, params)
+            scope_state[CHAT_CONTEXT_KEY] = context
+            if not stream:
+                context.first_completion_id = uuid7_str()
+            if context.store:
+                context.record_base()  # the interaction record's request part, for capture
+        except BaseException:
+            pending.cancel()
+            raise
+        call = await pending.wait()
         context.replica = call.replica
         if call.response.status != 200:
             raise await failure_of(call, route.model)
@@ -239,8 +264,9 @@ async def _read_completion(call: UpstreamCall, route: Route) -> dict[str, Any]:
 def build_completion(data: dict[str, Any], context: ChatContext, model: str) -> dict[str, Any]:
     """The union of the Adaptive and OpenAI response shapes (protocol §3.2)."""
     choices = []
+    first_id, context.first_completion_id = context.first_completion_id, None
     for position, choice in enumerate(data.get("choices") or ()):
-        completion_id = uuid7_str()
+        completion_id = first_id if position == 0 and first_id else uuid7_str()
         upstream_message = choice.get("message") or {}
         message = {
             **upstream_message,
@@ -265,7 +291,7 @@ def build_completion(data: dict[str, Any], context: ChatContext, model: str) -> 
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "session_id": str(context.session_id),
+        "session_id": context.session_text,
         "choices": choices,
         "usage": usage,
     }
@@ -286,7 +312,7 @@ class ChunkRewriter:
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": model,
-            "session_id": str(context.session_id),
+            "session_id": context.session_text,
         }
         self.model = model
 

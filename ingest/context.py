@@ -7,6 +7,7 @@ and turns context + assembled response into one interaction record per choice.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from store.interactions import AttachmentRecord
 from store.types import utcnow
 
 CHAT_CONTEXT_KEY = "chat"
+#: Request parameters never logged, whatever the gateway passes (defence in depth for secrets).
+SECRET_PARAMS = frozenset({"api_key", "authorization", "headers", "extra_headers"})
 
 
 @dataclass
@@ -48,3 +51,35 @@ class ChatContext:
     answer: dict[str, Any] | None = None
     created_at: datetime = field(default_factory=utcnow)
     started: float = field(default_factory=time.perf_counter)
+    #: A completion id made while the upstream computes, for the answer's first choice.
+    first_completion_id: str | None = None
+    _record_base: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def session_text(self) -> str:
+        """`session_id` in canonical text (answers and records each need it)."""
+        return str(self.session_id)
+
+    def record_base(self) -> dict[str, Any]:
+        """The interaction record's fields known before the answer (computed once).
+
+        The gateway calls this while the upstream computes, so the capture step, which runs
+        before the response's last byte goes out, only adds what the answer brought."""
+        base = self._record_base
+        if base is None:
+            params = {k: v for k, v in self.params.items() if k.lower() not in SECRET_PARAMS}
+            base = self._record_base = {
+                "project_id": self.project_id,
+                "session_id": self.session_text,
+                "created_at": self.created_at.isoformat(),
+                "request_id": self.request_id,
+                "model_id": self.model_id,
+                "ab_test_id": self.ab_test_id,
+                "ab_variant": self.ab_variant,
+                "user_id": self.user_id,
+                "labels": dict(self.labels),
+                "messages": self.messages,
+                "params": params,
+                "source": "LIVE",
+            }
+        return base

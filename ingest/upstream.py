@@ -25,7 +25,7 @@ import orjson
 
 from ingest.errors import ApiError, BadRequest, UpstreamError, UpstreamTimeout
 from ingest.routing import UpstreamModel, unit_hash
-from ingest.upstream_http import ConnectError, HttpPool, UpstreamResponse
+from ingest.upstream_http import ConnectError, HttpPool, PendingPost, UpstreamResponse
 from store.settings import Settings
 
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -106,33 +106,74 @@ class UpstreamPool:
                 headers["Authorization"] = f"Bearer {secret}"
         return headers
 
+    def send(
+        self, model: UpstreamModel, payload: dict[str, Any], *, session_id: uuid.UUID | None
+    ) -> PendingCall:
+        """Start the request: written at once on an idle connection to the first replica, so
+        the gateway's own bookkeeping runs while the upstream computes; await
+        `PendingCall.wait()` for the response head."""
+        call = PendingCall(self._http, model, orjson.dumps(payload), self._headers(model))
+        call.timeout = model.timeout or self.timeout
+        call.connect_timeout = model.connect_timeout or self.connect_timeout
+        call.replicas = replica_order(model, session_id, next(self._spread))
+        if call.replicas:
+            try:
+                call.first = call.post(call.replicas[0])
+            except Exception as exc:  # raised by wait(), once the context is in place
+                call.error = exc
+        return call
+
     async def open(
         self, model: UpstreamModel, payload: dict[str, Any], *, session_id: uuid.UUID | None
     ) -> UpstreamCall:
         """Send the request to the first replica that accepts the connection."""
-        if self._http is None:
+        return await self.send(model, payload, session_id=session_id).wait()
+
+
+class PendingCall:
+    """An upstream request on its way (UpstreamPool.send): `wait()` gives the UpstreamCall
+    from the first replica that accepts the connection; `cancel()` abandons it."""
+
+    def __init__(
+        self, http: HttpPool | None, model: UpstreamModel, body: bytes, headers: dict[str, str]
+    ) -> None:
+        self.http = http
+        self.model = model
+        self.body = body
+        self.headers = headers
+        self.timeout: float | None = None
+        self.connect_timeout: float | None = None
+        self.replicas: list[str] = []
+        self.first: PendingPost | None = None
+        self.error: Exception | None = None
+
+    def post(self, replica: str) -> PendingPost:
+        if self.http is None:
             raise RuntimeError("the upstream pool is not started (app lifespan)")
-        body = orjson.dumps(payload)
-        timeout = model.timeout or self.timeout
-        connect_timeout = model.connect_timeout or self.connect_timeout
-        headers = self._headers(model)
+        return self.http.request(
+            f"{replica}/chat/completions",
+            self.body,
+            self.headers,
+            timeout=self.timeout,
+            connect_timeout=self.connect_timeout,
+        )
+
+    async def wait(self) -> UpstreamCall:
+        if self.error is not None:
+            raise self.error
+        model = self.model
         tried: list[str] = []
-        for replica in replica_order(model, session_id, next(self._spread)):
+        for position, replica in enumerate(self.replicas):
+            pending = self.first if position == 0 and self.first else self.post(replica)
             try:
-                response = await self._http.post(
-                    f"{replica}/chat/completions",
-                    body,
-                    headers,
-                    timeout=timeout,
-                    connect_timeout=connect_timeout,
-                )
+                response = await pending.response()
             except ConnectError:
                 # Nothing was sent: the next replica may take it.
                 tried.append(replica)
                 continue
             except TimeoutError as exc:
                 raise UpstreamTimeout(
-                    f"model {model.key} did not answer within {timeout} s"
+                    f"model {model.key} did not answer within {self.timeout} s"
                 ) from exc
             except OSError as exc:
                 raise UpstreamError(f"model {model.key}: upstream failed: {exc}") from exc
@@ -141,6 +182,11 @@ class UpstreamPool:
             f"no replica of model {model.key} accepted the connection (tried "
             f"{', '.join(tried)}); is the model server running?"
         )
+
+    def cancel(self) -> None:
+        """Abandon a started request that will not be awaited (its connection is closed)."""
+        if self.first is not None:
+            self.first.cancel()
 
 
 async def cancel_call(call: UpstreamCall) -> None:

@@ -11,6 +11,9 @@ parser (the one uvicorn uses for requests) and a per-origin pool of idle connect
   `read_limited(n)` or `iter_any()` (pieces as they arrive, with flow control), then
   `release()` returns the connection to the pool (or closes it if the body was not read to the
   end); `close()` drops the connection, which cancels the upstream's work.
+- `HttpPool.request(...)` is `post` in two steps: on an idle pooled connection the request is
+  written before it returns, and `await pending.response()` waits for the head, so the gateway
+  does its own bookkeeping while the upstream computes.
 - `ConnectError`: nothing was sent (refused, unreachable, connect timeout): another replica
   may take the request. `UpstreamIOError`: the exchange failed after sending. `TimeoutError`:
   the whole exchange took longer than `timeout`.
@@ -123,7 +126,7 @@ class UpstreamResponse:
                 raise self._error
             if self._complete:
                 return None
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._connection._loop.create_future()
             try:
                 await self._waiter
             finally:
@@ -139,6 +142,13 @@ class UpstreamResponse:
             yield data
 
     async def read(self) -> bytes:
+        if self._complete and self._error is None:
+            # The whole body is here (a JSON answer usually arrives with its head): no waiting.
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._buffered = 0
+            self._connection.resume_reading()
+            return data
         return b"".join([piece async for piece in self.iter_any()])
 
     async def read_limited(self, limit: int) -> bytes:
@@ -172,6 +182,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, pool: HttpPool, origin: _Origin) -> None:
         self._pool = pool
         self.origin = origin
+        self._loop = asyncio.get_running_loop()  # once: each lookup is a getpid() on 3.11
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self.response: UpstreamResponse | None = None
@@ -179,7 +190,12 @@ class _Connection(asyncio.Protocol):
         self._received = False
         self._sized = False
         self._keep_alive = True
+        #: The exchange's deadline (loop time) and its timeout in seconds; None when idle.
+        self._deadline: float | None = None
+        self._timeout = 0.0
+        #: One timer per connection, re-armed lazily (see `_check_deadline`).
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self.idle_since = 0.0
         self.closed = False
         self._paused = False
@@ -231,23 +247,26 @@ class _Connection(asyncio.Protocol):
             self.response._feed(body)
 
     def on_message_complete(self) -> None:
-        self._cancel_timer()
+        self._deadline = None
         if self.response is not None:
             self.response._finish()
 
     # -- the exchange ------------------------------------------------------------------------
 
-    async def exchange(self, request: bytes, timeout: float | None) -> UpstreamResponse:
-        """Send a request; return once the response head arrived."""
+    def send(self, request: bytes, timeout: float | None) -> None:
+        """Write a request now; `head()` waits for the response head."""
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
         self.response = UpstreamResponse(self)
-        self._headers_ready = loop.create_future()
+        self._headers_ready = self._loop.create_future()
         self._received = False
         self._sized = False
         if timeout is not None:
-            self._timer = loop.call_later(timeout, self._time_out, timeout)
+            self._set_deadline(timeout)
         self.transport.write(request)
+
+    async def head(self) -> UpstreamResponse:
+        """The response of the request sent, once its status line and headers arrived."""
+        assert self._headers_ready is not None and self.response is not None
         try:
             await self._headers_ready
         except BaseException:
@@ -255,9 +274,38 @@ class _Connection(asyncio.Protocol):
             raise
         return self.response
 
-    def _time_out(self, seconds: float) -> None:
+    async def exchange(self, request: bytes, timeout: float | None) -> UpstreamResponse:
+        """Send a request; return once the response head arrived."""
+        self.send(request, timeout)
+        return await self.head()
+
+    def _set_deadline(self, timeout: float) -> None:
+        """Time the exchange out after `timeout` seconds.
+
+        A timer per exchange (`call_later`, then `cancel` when the body is in) was measurable
+        per completion; the connection's one timer is kept instead: it is armed again only
+        when it would fire after the new deadline, and when it fires early (a deadline that has
+        since moved on) it re-arms itself for what is left."""
+        deadline = self._loop.time() + timeout
+        self._deadline, self._timeout = deadline, timeout
+        if self._timer is None or self._timer_at > deadline:
+            self._arm(deadline)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(when, self._check_deadline)
+        self._timer_at = when
+
+    def _check_deadline(self) -> None:
         self._timer = None
-        self._fail(TimeoutError(f"the upstream did not answer within {seconds:g} s"))
+        if self._deadline is None or self.closed:
+            return  # no exchange running: armed again by the next one
+        if self._loop.time() < self._deadline:
+            self._arm(self._deadline)
+            return
+        self._deadline = None
+        self._fail(TimeoutError(f"the upstream did not answer within {self._timeout:g} s"))
         self.close()
 
     def _fail(self, error: BaseException) -> None:
@@ -267,6 +315,7 @@ class _Connection(asyncio.Protocol):
             self.response._finish(error)
 
     def _cancel_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -277,7 +326,7 @@ class _Connection(asyncio.Protocol):
 
     def finished(self) -> None:
         """The response was read to its end: keep the connection for the next request."""
-        self._cancel_timer()
+        self._deadline = None
         self.response = None
         self._headers_ready = None
         if self._keep_alive and not self.closed and not self._paused:
@@ -295,6 +344,12 @@ class _Connection(asyncio.Protocol):
         if self._paused and self.transport is not None and not self.closed:
             self._paused = False
             self.transport.resume_reading()
+
+    def abandon(self) -> None:
+        """Close with a request in flight whose head nobody will await."""
+        if self._headers_ready is not None:
+            self._headers_ready.cancel()
+        self.close()
 
     def close(self) -> None:
         self._cancel_timer()
@@ -353,6 +408,32 @@ class HttpPool:
             target = self._targets[url] = _Target(url)
         return target
 
+    def request(
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        timeout: float | None,
+        connect_timeout: float | None,
+    ) -> PendingPost:
+        """Start a POST: on an idle pooled connection it is written at once (before this
+        returns), so the caller can do other work while the upstream computes; awaiting the
+        PendingPost connects first if no connection was idle, and gives the response head."""
+        if self._closed:
+            raise RuntimeError("the upstream pool is closed")
+        target = self._target(url)
+        lines = [target.head]
+        lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        request = "".join(lines).encode("latin-1") + body
+        pending = PendingPost(self, target.origin, request, timeout, connect_timeout)
+        connection = self._idle_connection(target.origin)
+        if connection is not None:
+            connection.send(request, timeout)
+            pending.sent_on = connection
+        return pending
+
     async def post(
         self,
         url: str,
@@ -363,26 +444,8 @@ class HttpPool:
         connect_timeout: float | None,
     ) -> UpstreamResponse:
         """POST `body` to `url`; the response once its head arrived (module docstring)."""
-        if self._closed:
-            raise RuntimeError("the upstream pool is closed")
-        target = self._target(url)
-        lines = [target.head]
-        lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
-        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
-        request = "".join(lines).encode("latin-1") + body
-        started = time.monotonic()
-        connection = self._idle_connection(target.origin)
-        if connection is not None:
-            try:
-                return await connection.exchange(request, timeout)
-            except UpstreamIOError:
-                if connection.received_anything:
-                    raise
-                # The server closed the idle connection as we reused it: send on a new one.
-        connection = await self._connect(target.origin, connect_timeout)
-        if timeout is not None:  # what is left of it after a failed reuse and the connect
-            timeout = max(0.001, timeout - (time.monotonic() - started))
-        return await connection.exchange(request, timeout)
+        pending = self.request(url, body, headers, timeout=timeout, connect_timeout=connect_timeout)
+        return await pending.response()
 
     def close(self) -> None:
         self._closed = True
@@ -393,3 +456,45 @@ class HttpPool:
 
     def idle_count(self) -> int:
         return sum(len(idle) for idle in self._idle.values())
+
+
+class PendingPost:
+    """A POST started by `HttpPool.request`; `response()` gives its response head."""
+
+    def __init__(
+        self,
+        pool: HttpPool,
+        origin: _Origin,
+        request: bytes,
+        timeout: float | None,
+        connect_timeout: float | None,
+    ) -> None:
+        self._pool = pool
+        self._origin = origin
+        self._request = request
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._started = time.monotonic()
+        #: The pooled connection the request was written on, if one was idle.
+        self.sent_on: _Connection | None = None
+
+    async def response(self) -> UpstreamResponse:
+        connection = self.sent_on
+        if connection is not None:
+            try:
+                return await connection.head()
+            except UpstreamIOError:
+                if connection.received_anything:
+                    raise
+                # The server closed the idle connection as we reused it: send on a new one.
+        connection = await self._pool._connect(self._origin, self._connect_timeout)
+        timeout = self._timeout
+        if timeout is not None:  # what is left of it after a failed reuse and the connect
+            timeout = max(0.001, timeout - (time.monotonic() - self._started))
+        self.sent_on = connection
+        return await connection.exchange(self._request, timeout)
+
+    def cancel(self) -> None:
+        """Give up on the request (never awaited): its connection is closed, not reused."""
+        if self.sent_on is not None:
+            self.sent_on.abandon()

@@ -14,6 +14,9 @@ _counter = 0
 _VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
 _RAND_B_MASK = (1 << 62) - 1
 _MAX_MS = (1 << 48) - 1
+#: Version 4 and the RFC 9562 variant: bits 76-79 are 0100, bits 62-63 are 10.
+_UUID4_CLEAR = ~((0xF << 76) | (0b11 << 62))
+_UUID4_SET = (0x4 << 76) | (0b10 << 62)
 _new_uuid = object.__new__
 _set = object.__setattr__
 #: Random bytes from os.urandom, read 4 KiB at a time: one system call per ~400 ids.
@@ -31,14 +34,19 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _random10() -> bytes:
-    """10 random bytes from the OS's CSPRNG (call with _lock held)."""
+def _random_bytes(size: int) -> bytes:
+    """`size` random bytes from the OS's CSPRNG (call with _lock held)."""
     global _pool, _pool_at
-    if _pool_at + 10 > len(_pool):
+    if _pool_at + size > len(_pool):
         _pool, _pool_at = os.urandom(_POOL_SIZE), 0
     start = _pool_at
-    _pool_at += 10
-    return _pool[start : start + 10]
+    _pool_at += size
+    return _pool[start : start + size]
+
+
+def _random10() -> bytes:
+    """10 random bytes from the OS's CSPRNG (call with _lock held)."""
+    return _random_bytes(10)
 
 
 def _random80() -> int:
@@ -69,6 +77,17 @@ def uuid7() -> uuid.UUID:
     # uuid.UUID(int=...) re-validates what is valid by construction; this is what it stores.
     value = _new_uuid(uuid.UUID)
     _set(value, "int", _uuid7_int())
+    _set(value, "is_safe", uuid.SafeUUID.unknown)
+    return value
+
+
+def uuid4() -> uuid.UUID:
+    """A random (version 4) UUID from the pooled random bytes: `uuid.uuid4()` makes a
+    getrandom system call per id (one per chat completion without a session_id)."""
+    with _lock:
+        random = int.from_bytes(_random_bytes(16), "big")
+    value = _new_uuid(uuid.UUID)
+    _set(value, "int", (random & _UUID4_CLEAR) | _UUID4_SET)
     _set(value, "is_safe", uuid.SafeUUID.unknown)
     return value
 

@@ -7,7 +7,9 @@ import logging
 from typing import Any
 
 import httpx
+import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from ingest.http_protocol import CoalescingCycle
 from tests.servers import LiveGateway, demo_upstream, live_gateway
@@ -33,9 +35,14 @@ class RecordingTransport(asyncio.Transport):
         return self.closed
 
 
-def _cycle(transport: RecordingTransport, *, keep_alive: bool = True) -> CoalescingCycle:
+def _cycle(
+    transport: RecordingTransport,
+    *,
+    keep_alive: bool = True,
+    cycle_class: type[RequestResponseCycle] = CoalescingCycle,
+) -> Any:
     scope = {"type": "http", "method": "POST", "path": "/", "http_version": "1.1"}
-    return CoalescingCycle(
+    return cycle_class(
         scope=scope,  # type: ignore[arg-type]
         transport=transport,
         flow=FlowControl(transport),
@@ -71,6 +78,40 @@ def test_a_sized_response_is_one_write_with_head_and_body() -> None:
     assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert transport.writes[0].endswith(b"content-length: 2\r\n\r\n{}")
     assert cycle.response_complete and not transport.closed
+
+
+def test_the_single_write_is_what_uvicorn_writes_in_two() -> None:
+    """Same bytes and end state as uvicorn's own send (server headers included)."""
+    headers = [(b"Content-Type", b"application/json"), (b"content-length", b"2")]
+    messages: list[dict[str, Any]] = [
+        {"type": "http.response.start", "status": 404, "headers": headers},
+        {"type": "http.response.body", "body": b"{}"},
+    ]
+    written: list[bytes] = []
+    for cycle_class in (CoalescingCycle, RequestResponseCycle):
+        transport = RecordingTransport()
+        cycle = _cycle(transport, cycle_class=cycle_class)
+        cycle.default_headers = [(b"server", b"uvicorn"), (b"date", b"today")]
+        completed: list[bool] = []
+        cycle.on_response = lambda completed=completed: completed.append(True)
+        _send(cycle, *messages)
+        assert cycle.response_complete and completed == [True]
+        assert cycle.message_event.is_set()
+        written.append(b"".join(transport.writes))
+    assert written[0] == written[1]
+
+
+def test_a_body_shorter_than_its_content_length_is_refused_as_uvicorn_does() -> None:
+    transport = RecordingTransport()
+    cycle = _cycle(transport)
+    headers = [(b"content-length", b"5")]
+    with pytest.raises(RuntimeError, match="shorter than Content-Length"):
+        _send(
+            cycle,
+            {"type": "http.response.start", "status": 200, "headers": headers},
+            {"type": "http.response.body", "body": b"{}"},
+        )
+    assert transport.writes == [] and not cycle.response_complete
 
 
 def test_connection_close_still_closes_after_the_single_write() -> None:
@@ -123,3 +164,46 @@ def test_the_gateway_answers_through_it(live_gateway: LiveGateway) -> None:
         with client.stream("POST", url, json={**body, "stream": True}, headers=headers) as sse:
             assert sse.headers["content-type"].startswith("text/event-stream")
             assert b"data: [DONE]" in b"".join(sse.iter_bytes())
+
+
+async def _hello(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    headers = [(b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_keep_alive_closes_an_idle_connection_but_not_a_busy_one() -> None:
+    """One timer per connection (not one per request) still closes after the idle limit."""
+    import uvicorn
+
+    from ingest.http_protocol import CoalescingHttpToolsProtocol
+
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    async def main() -> None:
+        config = uvicorn.Config(
+            _hello, host="127.0.0.1", port=0, http=CoalescingHttpToolsProtocol,
+            timeout_keep_alive=0.3, log_level="warning", lifespan="off",  # type: ignore[arg-type]
+        )  # fmt: skip
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(6):  # busy for 0.6 s, twice the idle limit: stays open
+                writer.write(request)
+                assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")
+                await asyncio.sleep(0.1)
+            started = asyncio.get_running_loop().time()
+            assert await asyncio.wait_for(reader.read(), 2) == b""  # idle: closed by the server
+            assert 0.15 < asyncio.get_running_loop().time() - started < 1.0
+        finally:
+            writer.close()
+            server.should_exit = True
+            await serving
+
+    asyncio.run(main())

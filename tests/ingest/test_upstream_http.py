@@ -227,3 +227,86 @@ def test_a_request_on_a_connection_the_server_drops_unanswered_is_sent_again() -
 
     assert asyncio.run(main()) == [b"1", b"2"]
     assert served == [1, 2]
+
+
+def test_a_request_on_an_idle_connection_is_written_before_it_is_awaited() -> None:
+    """HttpPool.request sends at once on a pooled connection, so the gateway can do its own
+    bookkeeping while the upstream computes; an abandoned request closes its connection."""
+    arrived = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            arrived.set()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server, url = await _serve(handler)
+        pool = HttpPool()
+        try:
+            assert await _post(pool, url) == b"ok"  # leaves one idle connection
+            arrived.clear()
+            pending = pool.request(url, b"{}", {}, timeout=5, connect_timeout=2)
+            assert pending.sent_on is not None
+            await asyncio.wait_for(arrived.wait(), 2)  # the server has it; nobody awaited yet
+            response = await pending.response()
+            assert await response.read() == b"ok"
+            response.release()
+            assert pool.idle_count() == 1
+
+            abandoned = pool.request(url, b"{}", {}, timeout=5, connect_timeout=2)
+            abandoned.cancel()
+            assert pool.idle_count() == 0
+            assert await _post(pool, url) == b"ok"  # a new connection takes over
+        finally:
+            pool.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_the_timeout_follows_each_exchange_on_a_reused_connection() -> None:
+    """One timer per connection: a later exchange gets its own full timeout, and a shorter
+    timeout than the previous exchange's still fires on time."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                request = await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            if request.endswith(b"never"):
+                await asyncio.sleep(10)
+            if request.endswith(b"slow"):
+                await asyncio.sleep(0.25)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server, url = await _serve(handler)
+        pool = HttpPool()
+        loop = asyncio.get_running_loop()
+        try:
+            assert await _post(pool, url, b"fast", timeout=0.4) == b"ok"
+            await asyncio.sleep(0.2)
+            # 0.2 + 0.25 s after the first exchange began: past its deadline, not this one's.
+            assert await _post(pool, url, b"slow", timeout=0.4) == b"ok"
+            assert pool.idle_count() == 1
+            assert await _post(pool, url, b"fast", timeout=30) == b"ok"
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await _post(pool, url, b"never", timeout=0.3)  # shorter than the last one
+            assert loop.time() - started < 2
+        finally:
+            pool.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
