@@ -20,29 +20,21 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-import psycopg
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import migrations  # noqa: E402
-from bench.services import count_interactions  # noqa: E402
+from bench.services import count_interactions, postgres_database  # noqa: E402
 from store.catalog import create_model, create_project  # noqa: E402
 from store.db import create_store_engine  # noqa: E402
 from store.keys import create_api_key  # noqa: E402
 from tests.support import free_port, interlog_process, wait_for_http  # noqa: E402
-
-PG_SERVER = os.environ.get(
-    "INTERLOG_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 def _item(n: int) -> dict[str, Any]:
@@ -171,28 +163,6 @@ def run_backend(
     }
 
 
-def _pg_conninfo(url: str) -> str:
-    parsed = make_url(url)
-    return (
-        f"host={parsed.host or '127.0.0.1'} port={parsed.port or 5432} "
-        f"user={parsed.username or 'postgres'} dbname={parsed.database or 'postgres'}"
-        + (f" password={parsed.password}" if parsed.password else "")
-    )
-
-
-@contextmanager
-def _postgres_database() -> Iterator[str]:
-    """A scratch database on the PostgreSQL server of INTERLOG_BENCH_POSTGRES_URL, dropped after."""
-    name = f"interlog_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_pg_conninfo(PG_SERVER), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"'.encode())
-    try:
-        yield make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(_pg_conninfo(PG_SERVER), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
-
-
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every backend of ARGS (items, batch, senders, workers, backend), each with every number
     of gateway processes in `args.workers` on a fresh store; a result per configuration."""
@@ -207,7 +177,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     url = f"sqlite:///{workdir / f'bench-{workers}.db'}"
                     results.append(run_backend("sqlite", url, config, workdir))
                     continue
-                with _postgres_database() as url:
+                with postgres_database() as url:
                     results.append(run_backend("postgres", url, config, workdir))
     return results
 

@@ -44,14 +44,9 @@ def _random_bytes(size: int) -> bytes:
     return _pool[start : start + size]
 
 
-def _random10() -> bytes:
-    """10 random bytes from the OS's CSPRNG (call with _lock held)."""
-    return _random_bytes(10)
-
-
 def _random80() -> int:
     """80 random bits from the OS's CSPRNG (call with _lock held)."""
-    return int.from_bytes(_random10(), "big")
+    return int.from_bytes(_random_bytes(10), "big")
 
 
 def _uuid7_int() -> int:
@@ -125,7 +120,7 @@ def uuid7_text_at(moment: datetime) -> str:
         head = f"{time_hex[:8]}-{time_hex[8:]}-7"
         _last_moment = (moment, head)
     with _lock:
-        digits = _random10().hex()
+        digits = _random_bytes(10).hex()
     return f"{head}{digits[:3]}-{_VARIANT_DIGIT[digits[3]]}{digits[4:7]}-{digits[7:19]}"
 
 
