@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import litellm_proxy, loadgen, memory, profile, services  # noqa: E402
+from bench.speed import python_probe_ms  # noqa: E402
 
 BODY = {"messages": [{"role": "user", "content": "hello from the benchmark"}], "max_tokens": 8}
 DIRECT_BODY = {**BODY, "model": "demo"}
@@ -75,6 +76,7 @@ def _paired_one_client(
     runs: list[loadgen.LoadResult] = []
     added: list[float] = []
     seconds = max(1.0, duration / 2)
+    probe = python_probe_ms()
     for round_number in range(PAIRED_ROUNDS):
         first_direct = round_number % 2 == 0
         if first_direct:
@@ -93,7 +95,8 @@ def _paired_one_client(
         completed=sum(run.completed for run in runs),
         sent=sum(run.sent for run in runs),
     )
-    return total, {"added_p50": statistics.median(added), "added_rounds": added}
+    paired = {"added_p50": statistics.median(added), "added_rounds": added}
+    return total, {**paired, "python_probe_ms": probe}
 
 
 def measure_interlog(
@@ -260,7 +263,10 @@ def print_summary(out: dict[str, Any]) -> None:
         if system.startswith("interlog") and "store=false" not in system and direct:
             added = row.get("added_p50", row["p50"] - direct["p50"])
             rounds = row.get("added_rounds")
-            paired = f" (median of paired rounds {', '.join(f'{a:.2f}' for a in rounds)})"
+            paired = f" (median of paired rounds {', '.join(f'{a:.2f}' for a in rounds)}"
+            if "python_probe_ms" in row:  # bench/speed.py: the machine's speed then
+                paired += f"; Python probe {row['python_probe_ms']:.0f} ms"
+            paired += ")"
             print(f"added p50 through {system} at {clients} client(s): {added:.2f} ms"
                   f"{paired if rounds else ''}")  # fmt: skip
     for system, ttft in out["ttft"].items():

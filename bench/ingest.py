@@ -8,7 +8,8 @@ on the PostgreSQL server of INTERLOG_BENCH_POSTGRES_URL, default the local test 
 new random session each) from several concurrent senders, and prints interactions/s end to end
 (every answer means "stored"), a row count check, and the CPU each party used per interaction:
 gateway, PostgreSQL (its processes on this machine) and this load generator, which share the
-machine's cores. Target: at least 20,000/s on each backend.
+machine's cores, and the machine's speed just before (bench/speed.py: lower is faster).
+Target: at least 20,000/s on each backend.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import migrations  # noqa: E402
 from bench.services import count_interactions, postgres_database  # noqa: E402
+from bench.speed import python_probe_ms  # noqa: E402
 from store.catalog import create_model, create_project  # noqa: E402
 from store.db import create_store_engine  # noqa: E402
 from store.keys import create_api_key  # noqa: E402
@@ -132,6 +134,7 @@ def run_backend(
         warm_up = _bodies(min(args.items, 2 * args.batch), args.batch)
         asyncio.run(_drive(url, key, warm_up, args.senders))
         bodies = _bodies(args.items, args.batch)
+        probe = python_probe_ms()
         before = count_interactions(database_url)
         cpu_before = _cpu_seconds(group=process.pid)
         database_before = _cpu_seconds(name="postgres")
@@ -146,7 +149,7 @@ def run_backend(
         f"(batch {args.batch}, {args.senders} senders, {args.workers} worker(s)); "
         f"stored {stored:,d}; per interaction: gateway CPU {cpu / sent * 1e6:.0f} µs{database}, "
         f"this client's CPU {client_cpu / sent * 1e6:.0f} µs; "
-        f"load average {load:.1f} on {os.cpu_count()} cores"
+        f"load average {load:.1f} on {os.cpu_count()} cores; Python probe {probe:.0f} ms"
     )
     return {
         "backend": name,
@@ -159,6 +162,7 @@ def run_backend(
         "workers": args.workers,
         "gateway_cpu_us": cpu / sent * 1e6,
         "client_cpu_us": client_cpu / sent * 1e6,
+        "python_probe_ms": probe,
         **({"database_cpu_us": database_cpu / sent * 1e6} if name == "postgres" else {}),
     }
 
