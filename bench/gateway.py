@@ -262,13 +262,13 @@ def print_summary(out: dict[str, Any]) -> None:
         direct = rows.get(("direct", clients))
         if system.startswith("interlog") and "store=false" not in system and direct:
             added = row.get("added_p50", row["p50"] - direct["p50"])
-            rounds = row.get("added_rounds")
-            paired = f" (median of paired rounds {', '.join(f'{a:.2f}' for a in rounds)}"
-            if "python_probe_ms" in row:  # bench/speed.py: the machine's speed then
-                paired += f"; Python probe {row['python_probe_ms']:.0f} ms"
-            paired += ")"
-            print(f"added p50 through {system} at {clients} client(s): {added:.2f} ms"
-                  f"{paired if rounds else ''}")  # fmt: skip
+            how = ""
+            if rounds := row.get("added_rounds"):  # only the one-client cell is paired
+                how = f" (median of paired rounds {', '.join(f'{a:.2f}' for a in rounds)}"
+                if "python_probe_ms" in row:  # bench/speed.py: the machine's speed then
+                    how += f"; Python probe {row['python_probe_ms']:.0f} ms"
+                how += ")"
+            print(f"added p50 through {system} at {clients} client(s): {added:.2f} ms{how}")
     for system, ttft in out["ttft"].items():
         print(f"time to first token, {system}: p50 {ttft['ttft_p50']:.2f} ms")
     for system, rss in out["memory"].items():
