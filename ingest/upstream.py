@@ -123,12 +123,6 @@ class UpstreamPool:
                 call.error = exc
         return call
 
-    async def open(
-        self, model: UpstreamModel, payload: dict[str, Any], *, session_id: uuid.UUID | None
-    ) -> UpstreamCall:
-        """Send the request to the first replica that accepts the connection."""
-        return await self.send(model, payload, session_id=session_id).wait()
-
 
 class PendingCall:
     """An upstream request on its way (UpstreamPool.send): `wait()` gives the UpstreamCall
