@@ -27,6 +27,22 @@ async def _serve(handler: Handler) -> tuple[asyncio.Server, str]:
     return server, f"http://127.0.0.1:{port}/v1/chat/completions"
 
 
+def _answer_each(answer: Callable[[bytes], Awaitable[bytes]]) -> Handler:
+    """A handler that answers each request on its connection until the client closes it."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                request = await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            writer.write(await answer(request))
+            await writer.drain()
+        writer.close()
+
+    return handler
+
+
 def _post(pool: HttpPool, url: str, body: bytes = b"{}", timeout: float = 5.0) -> Awaitable[bytes]:
     async def run() -> bytes:
         response = await pool.post(
@@ -234,19 +250,12 @@ def test_a_request_on_an_idle_connection_is_written_before_it_is_awaited() -> No
     bookkeeping while the upstream computes; an abandoned request closes its connection."""
     arrived = asyncio.Event()
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await _read_request(reader)
-            except asyncio.IncompleteReadError:
-                break
-            arrived.set()
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-        writer.close()
+    async def answer(_request: bytes) -> bytes:
+        arrived.set()
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
     async def main() -> None:
-        server, url = await _serve(handler)
+        server, url = await _serve(_answer_each(answer))
         pool = HttpPool()
         try:
             assert await _post(pool, url) == b"ok"  # leaves one idle connection
@@ -275,22 +284,15 @@ def test_the_timeout_follows_each_exchange_on_a_reused_connection() -> None:
     """One timer per connection: a later exchange gets its own full timeout, and a shorter
     timeout than the previous exchange's still fires on time."""
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                request = await _read_request(reader)
-            except asyncio.IncompleteReadError:
-                break
-            if request.endswith(b"never"):
-                await asyncio.sleep(10)
-            if request.endswith(b"slow"):
-                await asyncio.sleep(0.25)
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-        writer.close()
+    async def answer(request: bytes) -> bytes:
+        if request.endswith(b"never"):
+            await asyncio.sleep(10)
+        if request.endswith(b"slow"):
+            await asyncio.sleep(0.25)
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
     async def main() -> None:
-        server, url = await _serve(handler)
+        server, url = await _serve(_answer_each(answer))
         pool = HttpPool()
         loop = asyncio.get_running_loop()
         try:
