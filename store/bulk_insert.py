@@ -37,6 +37,15 @@ from store.types import UTCDateTime
 Converter = Callable[[Any], Any]
 Row = tuple[Any, ...]
 
+# Python 3.11's sqlite3 binds only int, float, str and bytearray directly: any other value,
+# None included, goes through its adapter lookup, which for None ends in two failed attribute
+# lookups, one of them formatting an AttributeError message that is then thrown away. An
+# interaction row binds about nine Nones: that was 7-9 µs per row, over half of what binding
+# and inserting it cost. With an adapter registered for None, the lookup finds it at once;
+# `{}.get` is a C function that returns None for None, so NULL is bound as before.
+_NONE_ADAPTER: Callable[[None], None] = {}.get  # type: ignore[assignment]
+sqlite3.register_adapter(type(None), _NONE_ADAPTER)
+
 
 class LazyRows:
     """Rows made one at a time while the driver consumes them, so a big batch never holds
