@@ -1,14 +1,15 @@
 """Ingest throughput: interactions/s through POST /api/v1/interactions/bulk into SQLite and PG.
 
 Run from the repository root: `.venv/bin/python bench/ingest.py [--items 100000] [--batch 1000]
-[--senders 4] [--workers 1 2] [--backend sqlite|postgres|both]`. For each store and each number
-of gateway processes it migrates a fresh store (a temporary SQLite file; a temporary database
-on the PostgreSQL server of INTERLOG_BENCH_POSTGRES_URL, default the local test server), starts
-`interlog serve --workers N` as a subprocess, posts synthetic interactions (two labels and a
-new random session each) from several concurrent senders, and prints interactions/s end to end
-(every answer means "stored"), a row count check, and the CPU each party used per interaction:
-gateway, PostgreSQL (its processes on this machine) and this load generator, which share the
-machine's cores, and the machine's speed just before (bench/speed.py: lower is faster).
+[--senders 4] [--workers 1 2] [--backend sqlite|postgres|both] [--no-writer-process]`. For each
+store and each number of gateway processes it migrates a fresh store (a temporary SQLite file; a
+temporary database on the PostgreSQL server of INTERLOG_BENCH_POSTGRES_URL, default the local
+test server), starts `interlog serve --workers N` as a subprocess, posts synthetic interactions
+(two labels and a new random session each) from several concurrent senders, and prints
+interactions/s end to end (every answer means "stored"), a row count check, and the CPU each
+party used per interaction: gateway, PostgreSQL (its processes on this machine) and this load
+generator, which share the machine's cores, and the machine's speed just before (bench/speed.py:
+lower is faster).
 Target: at least 20,000/s on each backend.
 """
 
@@ -125,6 +126,7 @@ def run_backend(
         "INTERLOG_DATABASE_URL": database_url,
         "INTERLOG_JOURNAL_DIR": str(workdir / f"journal-{name}-{args.workers}"),
         "INTERLOG_LOG_LEVEL": "warning",
+        "INTERLOG_SQLITE_WRITER_PROCESS": "true" if args.writer_process else "false",
     }
     command = ["serve", "--port", str(port), "--no-migrate", "--workers", str(args.workers)]
     log = workdir / f"gateway-{name}-{args.workers}.log"
@@ -195,6 +197,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers", type=int, nargs="+", default=[1, 2], help="gateway processes, each in turn"
     )
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument(
+        "--no-writer-process",
+        dest="writer_process",
+        action="store_false",
+        help="SQLite: the request's thread writes (INTERLOG_SQLITE_WRITER_PROCESS=false)",
+    )
     return parser.parse_args(argv)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -37,6 +38,7 @@ from ingest.writer import JournalWriter
 from store.db import engine_from_settings
 from store.duckdb_copy import drop_copy
 from store.settings import Settings, get_settings
+from store.sqlite_writer import sqlite_writer_for
 
 log = logging.getLogger("interlog")
 
@@ -83,6 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.journal = journal
         app.state.writer = writer
         await writer.start()
+        # Bulk ingest on a SQLite file: rows are written by a child process (started on use).
+        app.state.sqlite_writer = (
+            sqlite_writer_for(engine) if settings.sqlite_writer_process else None
+        )
         # End of logging setup.
         # Everything made so far lives as long as the process: keep it out of the garbage
         # collector's full passes (they scanned ~170k objects, ~100 ms each, under load). And
@@ -97,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             await writer.stop()  # final drain of the journal
+            if app.state.sqlite_writer is not None:
+                await asyncio.to_thread(app.state.sqlite_writer.close)
             await app.state.upstream.close()
             drop_copy(engine)  # analytics: this process's DuckDB copy of the store
             engine.dispose()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -33,7 +33,7 @@ from ingest.errors import (
 )
 from ingest.logged_items import ITEM_ADAPTER, prepare_item
 from store.errors import AlreadyExistsError, NotFoundError, StoreError
-from store.interactions import InteractionRecord
+from store.interactions import InteractionRecord, RowBatch
 from store.keys import Principal
 from store.logged_interactions import read_catalog_names, write_logged_interactions
 from store.settings import Settings
@@ -139,14 +139,24 @@ async def create_interactions_bulk(request: Request, principal: PrincipalDep) ->
     """Log many interactions: `{"interactions": [...]}`; every item gets its own result."""
     body = await request.body()
     state = request.app.state
-    answer = await asyncio.to_thread(_log_many, state.engine, state.settings, principal, body)
+    writer = getattr(state, "sqlite_writer", None)
+    answer = await asyncio.to_thread(
+        _log_many, state.engine, state.settings, principal, body, writer and writer.write
+    )
     return Response(answer, media_type="application/json")
 
 
-def _log_many(engine: Engine, settings: Settings, principal: Principal, body: bytes) -> bytes:
+def _log_many(
+    engine: Engine,
+    settings: Settings,
+    principal: Principal,
+    body: bytes,
+    write_rows: Callable[[RowBatch], object] | None = None,
+) -> bytes:
     """The bulk endpoint's work, in a worker thread: parse, check, store; the answer's JSON.
 
-    Label limits are checked per item here: a bad item gets its own error."""
+    Label limits are checked per item here: a bad item gets its own error. WRITE_ROWS: see
+    store.logged_interactions.write_logged_interactions (on SQLite, the writer process)."""
     parsed = _parse(body, settings.max_body_bytes)
     items = parsed.get("interactions") if isinstance(parsed, Mapping) else None
     if not isinstance(items, list):
@@ -175,7 +185,11 @@ def _log_many(engine: Engine, settings: Settings, principal: Principal, body: by
         records.append(record)
         feedbacks.append(item_feedbacks)
     stored = (
-        write_logged_interactions(engine, records=records, feedbacks=feedbacks) if records else []
+        write_logged_interactions(
+            engine, records=records, feedbacks=feedbacks, write_rows=write_rows
+        )
+        if records
+        else []
     )
     # The answer's objects are made last, so they live only while being dumped.
     results: list[dict[str, Any] | None] = [None] * len(items)

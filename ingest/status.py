@@ -46,6 +46,13 @@ async def read_status(request: Request, _principal: PrincipalDep) -> dict[str, A
                 None if stats.last_error_at is None else round(time.time() - stats.last_error_at, 3)
             ),
         }
+    sqlite_writer = getattr(state, "sqlite_writer", None)
+    if sqlite_writer is not None:  # bulk ingest on a SQLite file (store/sqlite_writer.py)
+        body["sqlite_writer_process"] = {
+            "pid": sqlite_writer.pid,
+            "transactions": sqlite_writer.groups,
+            "batches": sqlite_writer.batches,
+        }
     return body
 
 

@@ -323,11 +323,16 @@ def _plain_builder(table: Table, kind: str) -> Callable[[Mapping[str, Any]], Row
     return row_builder(table, kind)
 
 
+def build_rows(table: Table, kind: str, rows: Iterable[Mapping[str, Any]]) -> list[Row]:
+    """Rows (dicts by column name) as tuples for a writer of KIND, in the table's column order."""
+    return list(map(_plain_builder(table, kind), rows))
+
+
 def insert_ignoring_conflicts(
     connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
 ) -> None:
     """Insert rows (dicts by column name) in the caller's transaction, skipping existing keys."""
     if not rows:
         return
-    build = _plain_builder(table, writer_kind(connection))
-    insert_rows_ignoring_conflicts(connection, table, [build(row) for row in rows])
+    built = build_rows(table, writer_kind(connection), rows)
+    insert_rows_ignoring_conflicts(connection, table, built)

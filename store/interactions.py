@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 from sqlalchemy import Connection, Engine, Table
 
@@ -31,6 +31,7 @@ from store.bulk_insert import (
     Converter,
     LazyRows,
     Row,
+    build_rows,
     column_converter,
     insert_ignoring_conflicts,
     insert_rows_ignoring_conflicts,
@@ -179,6 +180,7 @@ class PreparedRows:
     making rows outside it leaves that turn to the database's own work, so several gateway
     processes overlap more. Per record, so a caller can still leave records out."""
 
+    kind: str
     records: list[Mapping[str, Any]]
     interactions: list[Row]
     labels: list[list[Row]]
@@ -192,7 +194,42 @@ def prepare_rows(records: Sequence[Mapping[str, Any]], kind: str) -> PreparedRow
     for record, row in zip(batch, rows, strict=True):
         ident, project_id = row[_COMPLETION_ID_AT], record["project_id"]  # converted once
         labels.append([(ident, project_id, k, v) for k, v in (record.get("labels") or {}).items()])
-    return PreparedRows(records=batch, interactions=rows, labels=labels)
+    return PreparedRows(kind=kind, records=batch, interactions=rows, labels=labels)
+
+
+class RowBatch(NamedTuple):
+    """Everything one batch inserts, as driver-ready tuples (plain values only, so it can be
+    handed to another process: store.sqlite_writer)."""
+
+    attachments: list[Row]
+    interactions: list[Row]
+    labels: list[Row]
+
+
+def row_batch(rows: PreparedRows, keep: Sequence[bool] | None = None) -> RowBatch:
+    """The rows of the records of ROWS whose KEEP is true (default: all)."""
+    chosen = range(len(rows.records)) if keep is None else [i for i, k in enumerate(keep) if k]
+    records = [rows.records[i] for i in chosen]
+    attachments: list[Row] = []
+    if any(record.get("attachments") for record in records):
+        attachments = build_rows(ATTACHMENT_TABLE, rows.kind, _attachment_rows(records))
+    return RowBatch(
+        attachments=attachments,
+        interactions=[rows.interactions[i] for i in chosen],
+        labels=[row for i in chosen for row in rows.labels[i]],
+    )
+
+
+def insert_row_batch(connection: Connection, batch: RowBatch) -> int:
+    """Insert BATCH in the caller's transaction; existing completion_ids are skipped (their
+    labels and known images too). Returns how many interactions it held."""
+    if batch.attachments:
+        insert_rows_ignoring_conflicts(connection, ATTACHMENT_TABLE, batch.attachments)
+    if batch.interactions:
+        insert_rows_ignoring_conflicts(connection, INTERACTION_TABLE, batch.interactions)
+    if batch.labels:
+        insert_rows_ignoring_conflicts(connection, LABEL_TABLE, batch.labels)
+    return len(batch.interactions)
 
 
 def insert_prepared(
@@ -200,19 +237,7 @@ def insert_prepared(
 ) -> int:
     """Insert prepared rows in the caller's transaction (only records whose KEEP is true);
     existing completion_ids are skipped. Returns how many records were written."""
-    chosen = range(len(rows.records)) if keep is None else [i for i, k in enumerate(keep) if k]
-    if not chosen:
-        return 0
-    records = [rows.records[i] for i in chosen]
-    if any(record.get("attachments") for record in records):
-        insert_ignoring_conflicts(connection, ATTACHMENT_TABLE, _attachment_rows(records))
-    insert_rows_ignoring_conflicts(
-        connection, INTERACTION_TABLE, [rows.interactions[i] for i in chosen]
-    )
-    labels = [row for i in chosen for row in rows.labels[i]]
-    if labels:
-        insert_rows_ignoring_conflicts(connection, LABEL_TABLE, labels)
-    return len(records)
+    return insert_row_batch(connection, row_batch(rows, keep))
 
 
 class _SqliteWriteLock:
@@ -256,7 +281,8 @@ _write_locks: weakref.WeakKeyDictionary[Engine, _SqliteWriteLock] = weakref.Weak
 _write_locks_lock = threading.Lock()
 
 
-def _file_of(engine: Engine) -> str | None:
+def file_of(engine: Engine) -> str | None:
+    """The absolute path of ENGINE's SQLite file; None in memory or with URL options."""
     database = engine.url.database
     if not database or database == ":memory:" or engine.url.query:
         return None
@@ -273,7 +299,7 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     with _write_locks_lock:
         lock = _write_locks.get(engine)
         if lock is None:
-            lock = _write_locks[engine] = _SqliteWriteLock(_file_of(engine))
+            lock = _write_locks[engine] = _SqliteWriteLock(file_of(engine))
     with lock, engine.begin() as connection:
         yield connection
 

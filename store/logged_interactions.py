@@ -8,7 +8,7 @@ unknown metric (or has the wrong kind) is reported and not stored, the others ar
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,10 @@ from store.errors import AlreadyExistsError, NotFoundError, StoreError
 from store.feedback import METRIC_VALUE_TABLE, _completion_projects, _conflicts, _prepare
 from store.interactions import (
     InteractionRecord,
+    RowBatch,
     insert_prepared,
     prepare_rows,
+    row_batch,
     write_transaction,
 )
 from store.models import Metric, Model, Project
@@ -129,6 +131,7 @@ def write_logged_interactions(
     *,
     records: Sequence[InteractionRecord],
     feedbacks: Sequence[Sequence[Mapping[str, Any]]],
+    write_rows: Callable[[RowBatch], object] | None = None,
 ) -> list[LoggedResult]:
     """Store interactions and their metric values in one transaction, reporting per item.
 
@@ -138,11 +141,17 @@ def write_logged_interactions(
     Idempotent on completion_id (an existing interaction is left as it is); metric values with
     a client id are idempotent too (see store.feedback). Values are checked and written for
     the whole batch at once (a few queries, one insert), not item by item.
+
+    WRITE_ROWS, if given, writes a batch without feedback in its own transaction instead of
+    this thread (a store.sqlite_writer.SqliteWriterProcess's `write`, for ENGINE's file).
     """
     if len(records) != len(feedbacks):
         raise ValueError("one feedback list per record")
     results: list[LoggedResult | None] = [None] * len(records)
     rows = prepare_rows(records, writer_kind(engine))  # before this store's one write turn
+    if write_rows is not None and not any(feedbacks):
+        write_rows(row_batch(rows))
+        return [STORED] * len(records)
     with write_transaction(engine) as connection:
         prepared = _prepare_values(connection, records, feedbacks, results)
         insert_prepared(connection, rows, keep=[result is None for result in results])

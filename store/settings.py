@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     writer_interval: float = Field(
         default=0.05, description="Seconds the background writer waits to gather a batch."
     )
+    sqlite_writer_process: bool = Field(
+        default=True,
+        description="On a SQLite file, bulk ingest hands its rows to a child process that "
+        "writes them, so the gateway parses while it writes (store/sqlite_writer.py).",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -30,6 +30,7 @@ class Server(NamedTuple):
     key: str
     other_key: str
     admin_key: str
+    app: Any
 
 
 @pytest.fixture
@@ -44,8 +45,9 @@ def server(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Server
     settings = Settings(
         database_url=database_url, journal_dir=tmp_path / "journal", admin_key="admin-secret"
     )
-    with serve_in_thread(create_app(settings)) as url:
-        yield Server(url, key, other, "admin-secret")
+    app = create_app(settings)
+    with serve_in_thread(app) as url:
+        yield Server(url, key, other, "admin-secret", app)
 
 
 def _post(server: Server, path: str, body: Any, key: str | None = None) -> httpx.Response:
@@ -153,6 +155,35 @@ def test_bulk_keeps_good_items_and_reports_each_bad_one(server: Server, engine: 
         stored = connection.execute(select(INTERACTION_TABLE.c.completion)).scalars().all()
     assert sorted(stored) == ["first", "last"]
     assert _count(engine, LABEL_TABLE) == 1
+
+
+def test_bulk_rows_go_through_the_writer_process_on_sqlite_and_read_back(
+    server: Server, engine: Engine
+) -> None:
+    items = [_item(completion=f"c{n}", labels={"n": str(n)}, user=f"u{n}") for n in range(30)]
+    response = _post(server, "/api/v1/interactions/bulk", {"interactions": items})
+    assert response.status_code == 200 and response.json()["accepted"] == 30
+    writer = server.app.state.sqlite_writer
+    status = httpx.get(
+        server.url + "/api/v1/status", headers={"Authorization": f"Bearer {server.key}"}
+    ).json()
+    if engine.dialect.name == "sqlite":
+        assert writer is not None and writer.batches == 1 and writer.pid is not None
+        assert status["sqlite_writer_process"] == {
+            "pid": writer.pid,
+            "transactions": 1,
+            "batches": 1,
+        }
+    else:
+        assert writer is None  # PostgreSQL: the request's thread writes (COPY)
+        assert "sqlite_writer_process" not in status
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(INTERACTION_TABLE.c.completion, INTERACTION_TABLE.c.user_id)
+        ).all()
+        labels = connection.execute(select(LABEL_TABLE.c.value)).scalars().all()
+    assert sorted(rows) == sorted((f"c{n}", f"u{n}") for n in range(30))
+    assert sorted(labels, key=int) == [str(n) for n in range(30)]
 
 
 def test_bulk_item_over_the_label_limits_is_refused_alone(server: Server, engine: Engine) -> None:

@@ -22,29 +22,15 @@ from store.db import create_store_engine
 from store.ids import uuid7
 from store.interactions import (
     LABEL_TABLE,
-    InteractionRecord,
     insert_interactions,
     write_interactions,
     write_transaction,
 )
 from store.models import Attachment, Interaction, InteractionLabel
 from store.types import utcnow
+from tests.store.records import interaction_record
 
 REFUSED = (IntegrityError, sqlite3.IntegrityError, psycopg.errors.IntegrityError)
-
-
-def _record(project_id: int, **extra: object) -> InteractionRecord:
-    record: InteractionRecord = {
-        "completion_id": str(uuid7()),
-        "project_id": project_id,
-        "session_id": str(uuid.uuid4()),
-        "created_at": utcnow().isoformat(),
-        "labels": {"team": "a", "env": "prod"},
-        "messages": [{"role": "user", "content": "hi"}],
-        "completion": "hello",
-    }
-    record.update(extra)  # type: ignore[typeddict-item]
-    return record
 
 
 def _count(engine: Engine, column: Any) -> int:
@@ -54,10 +40,10 @@ def _count(engine: Engine, column: Any) -> int:
 
 def test_replaying_a_batch_creates_no_duplicates(engine: Engine) -> None:
     project = create_project(engine, key="p")
-    batch = [_record(project.id or 0) for _ in range(50)]
+    batch = [interaction_record(project.id or 0) for _ in range(50)]
     write_interactions(engine, batch)
     write_interactions(engine, batch)
-    write_interactions(engine, [*batch[:10], _record(project.id or 0)])
+    write_interactions(engine, [*batch[:10], interaction_record(project.id or 0)])
     assert _count(engine, Interaction.completion_id) == 51
     assert _count(engine, InteractionLabel.key) == 102
 
@@ -67,8 +53,8 @@ def test_labels_are_written_only_with_their_interaction(engine: Engine) -> None:
     they go in the interaction's own transaction. A batch whose interactions the database
     refuses (here: an unknown project) leaves no label behind."""
     project = create_project(engine, key="p")
-    good = _record(project.id or 0)
-    orphan = _record((project.id or 0) + 1000)
+    good = interaction_record(project.id or 0)
+    orphan = interaction_record((project.id or 0) + 1000)
     with pytest.raises(REFUSED):  # raised by the driver: the writes bypass SQLAlchemy
         write_interactions(engine, [good, orphan])
     assert _count(engine, Interaction.completion_id) == 0
@@ -93,7 +79,7 @@ def test_images_are_stored_once_per_content_hash(engine: Engine) -> None:
     }
     write_interactions(
         engine,
-        [_record(project.id or 0, attachments=[attachment]) for _ in range(3)],
+        [interaction_record(project.id or 0, attachments=[attachment]) for _ in range(3)],
     )
     with engine.connect() as connection:
         rows = connection.execute(select(Attachment.sha256, Attachment.data)).all()  # type: ignore[call-overload]
@@ -102,7 +88,7 @@ def test_images_are_stored_once_per_content_hash(engine: Engine) -> None:
 
 def test_concurrent_batches_all_land_and_replays_stay_single(engine: Engine) -> None:
     project = create_project(engine, key="p")
-    batches = [[_record(project.id or 0) for _ in range(200)] for _ in range(4)]
+    batches = [[interaction_record(project.id or 0) for _ in range(200)] for _ in range(4)]
     # Half of each batch again inside another: COPY meets existing rows on PostgreSQL.
     batches += [batches[0][:100] + batches[1][100:], batches[2][50:] + batches[3][:50]]
     with ThreadPoolExecutor(max_workers=len(batches)) as pool:
@@ -115,9 +101,11 @@ def test_uuids_and_times_may_come_as_objects_or_text(engine: Engine) -> None:
     project = create_project(engine, key="p")
     ident = uuid7()
     records = [
-        _record(project.id or 0, completion_id=ident, session_id=uuid.uuid4(), created_at=utcnow()),
-        _record(project.id or 0, completion_id=str(uuid7()).upper(), created_at=None),
-        _record(project.id or 0, completion_id=uuid7().hex, labels=None, messages=None),
+        interaction_record(
+            project.id or 0, completion_id=ident, session_id=uuid.uuid4(), created_at=utcnow()
+        ),
+        interaction_record(project.id or 0, completion_id=str(uuid7()).upper(), created_at=None),
+        interaction_record(project.id or 0, completion_id=uuid7().hex, labels=None, messages=None),
     ]
     write_interactions(engine, records)
     with engine.connect() as connection:
@@ -155,7 +143,7 @@ def test_sqlite_writers_in_other_processes_wait_for_an_open_write(sqlite_url: st
     try:
         project = create_project(engine, key="p")
         with write_transaction(engine) as connection:
-            insert_interactions(connection, [_record(project.id or 0)])
+            insert_interactions(connection, [interaction_record(project.id or 0)])
             assert other_process_sees() == "busy"
         assert other_process_sees() == "free"
         assert _count(engine, Interaction.completion_id) == 1
