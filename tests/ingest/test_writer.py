@@ -91,14 +91,14 @@ def test_a_record_the_store_refuses_is_set_aside_and_the_rest_stored(
     project = create_project(engine, key="p")
     assert project.id is not None
     good = [_record(project.id, n) for n in range(5)]
-    bad = _record(project_id=987654)  # no such project: a foreign key violation
+    bad = {**_record(project.id, 99), "session_id": None}  # the table requires a session id
     journal = Journal(tmp_path / "journal", fsync="never")
     journal.open()
     rejected_path = journal.rejected_path
     stats, _ = asyncio.run(_run_writer(journal, engine, [*good[:2], bad, *good[2:]]))
     assert _count(engine, INTERACTION_TABLE) == 5
     assert stats.failed == 1 and stats.written == 5
-    assert stats.last_error and "foreign key" in stats.last_error.lower()
+    assert stats.last_error and "null" in stats.last_error.lower()
     [kept] = [orjson.loads(line) for line in rejected_path.read_bytes().splitlines()]
     assert kept["record"] == bad
 

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from typing import Any
 
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import Engine, insert, inspect, select
+from sqlalchemy.exc import IntegrityError
 
 import migrations
 from store.catalog import create_project
 from store.db import create_store_engine, is_sqlite
+from store.interactions import INTERACTION_TABLE as INTERACTION
 from store.interactions import LABEL_TABLE as LABEL
 from store.interactions import InteractionRecord, write_interactions
 from store.models import metadata
 from store.types import utcnow
+
+REFUSED = (IntegrityError, sqlite3.IntegrityError, psycopg.errors.IntegrityError)
 
 pytestmark = pytest.mark.parametrize("empty_database_url", ["sqlite", "postgres"], indirect=True)
 
@@ -91,3 +97,57 @@ def test_0002_keeps_labels_and_drops_their_foreign_keys(empty_database_url: str)
             connection.execute(insert(LABEL).values(**orphan))  # no foreign key refuses it
     finally:
         engine.dispose()
+
+
+def _foreign_keys(url: str, table: str) -> set[str]:
+    engine = create_store_engine(url)
+    try:
+        return {key["referred_table"] for key in inspect(engine).get_foreign_keys(table)}
+    finally:
+        engine.dispose()
+
+
+def test_0003_keeps_interactions_and_drops_their_foreign_keys(empty_database_url: str) -> None:
+    """Upgrading a store with data from 0002 keeps its interactions and labels (SQLite rebuilds
+    the table); afterwards an interaction naming no project is stored. Downgrading does what
+    the keys would have done to such rows (delete them with their labels), then restores the
+    keys, which refuse the next one."""
+    url = empty_database_url
+    migrations.upgrade(url, "0002")
+    assert _foreign_keys(url, "interaction") == {"project", "model", "ab_test"}
+    engine = create_store_engine(url)
+    try:
+        project = create_project(engine, key="p")
+        kept = _interaction_record(project.id or 0)
+        write_interactions(engine, [kept])
+        migrations.upgrade(url)
+        assert _foreign_keys(url, "interaction") == set()
+        orphan = _interaction_record(999)
+        write_interactions(engine, [orphan])
+        assert _stored_ids(engine) == {kept["completion_id"], orphan["completion_id"]}
+        migrations.downgrade(url, "0002")
+        assert _stored_ids(engine) == {kept["completion_id"]}
+        with engine.connect() as connection:
+            labels = connection.execute(select(LABEL.c.completion_id)).scalars().all()
+        assert [str(label) for label in labels] == [kept["completion_id"]]
+        assert _foreign_keys(url, "interaction") == {"project", "model", "ab_test"}
+        with pytest.raises(REFUSED):
+            write_interactions(engine, [_interaction_record(999)])
+    finally:
+        engine.dispose()
+
+
+def _interaction_record(project_id: int) -> InteractionRecord:
+    return {
+        "completion_id": str(uuid.uuid4()),
+        "project_id": project_id,
+        "session_id": str(uuid.uuid4()),
+        "created_at": utcnow().isoformat(),
+        "labels": {"team": "a"},
+    }
+
+
+def _stored_ids(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(INTERACTION.c.completion_id)).scalars().all()
+    return {str(row) for row in rows}

@@ -51,12 +51,12 @@ def test_replaying_a_batch_creates_no_duplicates(engine: Engine) -> None:
 def test_labels_are_written_only_with_their_interaction(engine: Engine) -> None:
     """interaction_label has no foreign keys (migration 0002): its rows are consistent because
     they go in the interaction's own transaction. A batch whose interactions the database
-    refuses (here: an unknown project) leaves no label behind."""
+    refuses (here: one without the session id the table requires) leaves no label behind."""
     project = create_project(engine, key="p")
     good = interaction_record(project.id or 0)
-    orphan = interaction_record((project.id or 0) + 1000)
+    refused = interaction_record(project.id or 0, session_id=None)
     with pytest.raises(REFUSED):  # raised by the driver: the writes bypass SQLAlchemy
-        write_interactions(engine, [good, orphan])
+        write_interactions(engine, [good, refused])
     assert _count(engine, Interaction.completion_id) == 0
     assert _count(engine, InteractionLabel.key) == 0
     write_interactions(engine, [good])

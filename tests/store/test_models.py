@@ -14,7 +14,7 @@ from sqlmodel import Session
 from store.catalog_admin import delete_project
 from store.db import session_scope
 from store.ids import uuid7, uuid7_str, uuid7_time_ms
-from store.models import Interaction, InteractionLabel, Model, Project
+from store.models import AbTest, Interaction, InteractionLabel, Model, Project
 
 
 def _project(session: Session, key: str = "support-bot") -> Project:
@@ -64,7 +64,17 @@ def test_naive_datetime_is_refused(engine: Engine) -> None:
 
 def test_foreign_keys_are_enforced(engine: Engine) -> None:
     with pytest.raises(IntegrityError), session_scope(engine) as session:
-        session.add(Interaction(project_id=999_999, session_id=uuid.uuid4()))
+        session.add(AbTest(project_id=999_999, key="t"))
+
+
+def test_interactions_have_no_foreign_keys(engine: Engine) -> None:
+    """Migration 0003: the ids of project, model and A/B test are not checked by the database
+    (Interlog resolves them before writing); such a row is kept, not refused."""
+    with session_scope(engine) as session:
+        session.add(Interaction(project_id=999_999, model_id=999, session_id=uuid.uuid4()))
+    with Session(engine) as session:
+        stored = session.exec(select(Interaction.project_id, Interaction.model_id)).all()  # type: ignore[call-overload]
+    assert [tuple(row) for row in stored] == [(999_999, 999)]
 
 
 def test_deleting_an_emptied_project_removes_labels_left_behind(engine: Engine) -> None:

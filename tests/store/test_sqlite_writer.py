@@ -146,7 +146,7 @@ def test_a_refused_batch_raises_in_its_caller_and_sinks_no_other(
 ) -> None:
     project = create_project(engine, key="p")
     good = _batch(engine, [interaction_record(project.id or 0) for _ in range(10)])
-    orphan = _batch(engine, [interaction_record((project.id or 0) + 1000)])  # no such project
+    refused = _batch(engine, [interaction_record(project.id or 0, session_id=None)])  # NOT NULL
     errors: list[BaseException] = []
 
     def write(batch: RowBatch) -> None:
@@ -156,7 +156,7 @@ def test_a_refused_batch_raises_in_its_caller_and_sinks_no_other(
             errors.append(exc)
 
     with writer._turn:  # both in one group: the group fails, then each batch goes alone
-        threads = [threading.Thread(target=write, args=(batch,)) for batch in (good, orphan)]
+        threads = [threading.Thread(target=write, args=(batch,)) for batch in (good, refused)]
         for thread in threads:
             thread.start()
         _wait_until(lambda: len(writer._queue) == 2)
@@ -164,9 +164,9 @@ def test_a_refused_batch_raises_in_its_caller_and_sinks_no_other(
         thread.join(timeout=30)
     assert len(errors) == 1
     assert isinstance(errors[0], sqlite3.IntegrityError)  # what the driver raises in-process
-    assert "FOREIGN KEY" in str(errors[0])
+    assert "NOT NULL" in str(errors[0])
     assert _count(engine, INTERACTION_TABLE.c.completion_id) == 10
-    assert _count(engine, LABEL_TABLE.c.key) == 20  # none of the orphan's labels
+    assert _count(engine, LABEL_TABLE.c.key) == 20  # none of the refused batch's labels
 
 
 def _started(engine: Engine, writer: SqliteWriterProcess) -> tuple[int, int]:
