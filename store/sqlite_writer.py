@@ -29,6 +29,7 @@ import gc
 import logging
 import marshal
 import os
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -236,6 +237,9 @@ def main(argv: list[str]) -> int:
     from store.db import create_store_engine
 
     [database_url] = argv
+    # Ctrl-C reaches the whole process group: the parent decides when this process ends (it
+    # closes stdin), so a write under way finishes and the parent's last batches still land.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # stdout carries the protocol: anything else printed goes to stderr instead.
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

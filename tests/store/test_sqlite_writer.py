@@ -206,6 +206,17 @@ def test_a_child_killed_in_the_middle_of_a_write_is_replaced_and_the_group_resen
     assert _count(engine, INTERACTION_TABLE.c.completion_id) == 21
 
 
+def test_ctrl_c_leaves_the_child_to_its_parent(engine: Engine, writer: SqliteWriterProcess) -> None:
+    """SIGINT (Ctrl-C in a terminal reaches the whole process group) does not stop the child:
+    it ends when its parent closes it, after the writes under way."""
+    project_id, first = _started(engine, writer)
+    os.kill(first, signal.SIGINT)
+    time.sleep(0.2)
+    writer.write(_batch(engine, [interaction_record(project_id)]))
+    assert writer.pid == first
+    assert _count(engine, INTERACTION_TABLE.c.completion_id) == 2
+
+
 def test_a_closed_writer_refuses_writes_and_its_child_exits(
     engine: Engine, writer: SqliteWriterProcess
 ) -> None:
