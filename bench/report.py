@@ -368,13 +368,15 @@ LIMITS = """## What limits the gateway
   cores, so a second gateway process (`x2`) helps most at 64 clients.
 - **Bulk ingest.** Per interaction the gateway parses and checks the item and makes its rows
   (UUIDs, JSON); the database inserts one interaction row (four indexes, one of them on session
-  ids, random in this benchmark) and two label rows. On SQLite all of it runs in the gateway
-  process and mostly holds Python's GIL (a thread running Python beside a SQLite writer slowed
-  it 4x in a test), so one process uses one core; `--workers 2` uses two, its writers taking
-  turns through an flock beside the database. The WAL is checkpointed every 10,000 pages, not
-  1,000 (random index pages were copied again and again). On PostgreSQL the database's share is
-  the COPY, two foreign-key checks and the index inserts per interaction; interaction_label has
-  no foreign keys since migration 0002 (they were a third of the database's work).
+  ids, random in this benchmark, so each insert dirties a random page and the cost grows with
+  the store) and two label rows. On SQLite a child process of the gateway does the inserts
+  (store/sqlite_writer.py, with group commit): in the gateway's own threads sqlite3 waited for
+  the GIL after every statement, up to 5 ms each time. `--workers 2` gives each process its own
+  child, the writers taking turns through an flock beside the database. The WAL is checkpointed
+  every 10,000 pages, not 1,000 (random index pages were copied again and again). On PostgreSQL
+  the database's share is the COPY and the index inserts; the logging tables have no foreign
+  keys since migrations 0002 and 0003 (PostgreSQL checked them row by row: over a third of its
+  work). Gateway CPU includes the SQLite child.
 - **Memory.** pandas, pyarrow, DuckDB and numpy load only with the first analytics or export
   request; glibc malloc arenas are capped at two. The rest is the web stack and the store
   drivers (import table above) plus at most 5,000 pending records in the journal's memory.
