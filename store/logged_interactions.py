@@ -22,6 +22,7 @@ from store.errors import AlreadyExistsError, NotFoundError, StoreError
 from store.feedback import METRIC_VALUE_TABLE, _completion_projects, _conflicts, _prepare
 from store.interactions import (
     InteractionRecord,
+    PreparedRows,
     RowBatch,
     insert_prepared,
     prepare_rows,
@@ -131,6 +132,7 @@ def write_logged_interactions(
     *,
     records: Sequence[InteractionRecord],
     feedbacks: Sequence[Sequence[Mapping[str, Any]]],
+    rows: PreparedRows | None = None,
     write_rows: Callable[[RowBatch], object] | None = None,
 ) -> list[LoggedResult]:
     """Store interactions and their metric values in one transaction, reporting per item.
@@ -142,13 +144,16 @@ def write_logged_interactions(
     a client id are idempotent too (see store.feedback). Values are checked and written for
     the whole batch at once (a few queries, one insert), not item by item.
 
-    WRITE_ROWS, if given, writes a batch without feedback in its own transaction instead of
-    this thread (a store.sqlite_writer.SqliteWriterProcess's `write`, for ENGINE's file).
+    ROWS: the records' rows, if the caller made them already (`prepare_rows(records,
+    writer_kind(engine))`). WRITE_ROWS, if given, writes a batch without feedback in its own
+    transaction instead of this thread (a store.sqlite_writer.SqliteWriterProcess's `write`,
+    for ENGINE's file).
     """
     if len(records) != len(feedbacks):
         raise ValueError("one feedback list per record")
     results: list[LoggedResult | None] = [None] * len(records)
-    rows = prepare_rows(records, writer_kind(engine))  # before this store's one write turn
+    if rows is None:
+        rows = prepare_rows(records, writer_kind(engine))  # before this store's one write turn
     if write_rows is not None and not any(feedbacks):
         write_rows(row_batch(rows))
         return [STORED] * len(records)
