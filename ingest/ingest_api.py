@@ -155,9 +155,9 @@ async def create_interactions_bulk(request: Request, principal: PrincipalDep) ->
 #: Held while a bulk request does its Python work in this process (parse, check, make rows,
 #: and later its answer), not while it writes. Several requests doing that work at once only
 #: took turns on the GIL (every 5 ms, each evicting the others' data from the caches); one at
-#: a time, with the others waiting here, cost less CPU per interaction and gave ~5% more
-#: throughput into SQLite (bench/ingest.py, alternating runs). The write (the SQLite writer
-#: process, or PostgreSQL's COPY) overlaps the next request's parse.
+#: a time, with the others waiting here, cost less CPU per interaction and gave 15-28% more
+#: throughput into SQLite and 5-39% into PostgreSQL (bench/ingest.py, alternating runs). The
+#: write (the SQLite writer process, or PostgreSQL's COPY) overlaps the next request's parse.
 _BULK_PYTHON_TURN = threading.Lock()
 
 

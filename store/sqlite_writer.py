@@ -9,8 +9,8 @@ process has its own interpreter: it writes while the parent parses, on the other
 Group commit: callers that arrive while a write is under way are written together, in the
 next transaction. With random session ids every interaction dirties a page of the session
 index; a bigger transaction writes each such page to the WAL once for several interactions.
-A transaction that fails is retried batch by batch, so one refused batch (say, a project that
-was deleted meanwhile) never sinks another caller's.
+A transaction that fails is retried batch by batch, so one refused batch (say, a row missing a
+required value) never sinks another caller's.
 
 Protocol, over the child's stdin and stdout: frames of a 4-byte big-endian length and a
 `marshal` payload (both ends are this module, run by the same interpreter, and rows hold plain
@@ -41,7 +41,8 @@ from typing import IO, Any
 
 from sqlalchemy import Engine, event
 
-from store.interactions import RowBatch, file_of
+from store.db import create_store_engine
+from store.interactions import RowBatch, file_of, insert_row_batch, write_transaction
 
 log = logging.getLogger("interlog.sqlite_writer")
 
@@ -192,33 +193,29 @@ class SqliteWriterProcess:
 
 def sqlite_writer_for(engine: Engine) -> SqliteWriterProcess | None:
     """A writer process for ENGINE's store if it is a SQLite file, else None."""
-    if engine.dialect.name != "sqlite" or file_of(engine) is None:
-        return None
-    return SqliteWriterProcess(engine.url.render_as_string(hide_password=False))
+    path = file_of(engine) if engine.dialect.name == "sqlite" else None
+    # The absolute path: the child then opens the same file whatever its working directory.
+    return SqliteWriterProcess(f"sqlite:///{path}") if path is not None else None
 
 
-def _write_group(engine: Any, group: list[bytes]) -> list[tuple[str, str] | None]:
-    """Write the batches of GROUP in one transaction, or each alone if that one fails."""
-    from store.interactions import insert_row_batch, write_transaction
-
-    batches = [RowBatch(*marshal.loads(payload)) for payload in group]
+def _written(engine: Engine, batches: list[RowBatch]) -> tuple[str, str] | None:
+    """Write BATCHES in one transaction: None, or the error that refused them."""
     try:
         with write_transaction(engine) as connection:
             for batch in batches:
                 insert_row_batch(connection, batch)
-        return [None] * len(batches)
     except Exception as exc:
-        if len(batches) == 1:
-            return [(type(exc).__name__, str(exc))]
-    results: list[tuple[str, str] | None] = []
-    for batch in batches:
-        try:
-            with write_transaction(engine) as connection:
-                insert_row_batch(connection, batch)
-            results.append(None)
-        except Exception as exc:
-            results.append((type(exc).__name__, str(exc)))
-    return results
+        return (type(exc).__name__, str(exc))
+    return None
+
+
+def _write_group(engine: Engine, group: list[bytes]) -> list[tuple[str, str] | None]:
+    """Write the batches of GROUP in one transaction, or each alone if that one fails."""
+    batches = [RowBatch(*marshal.loads(payload)) for payload in group]
+    error = _written(engine, batches)
+    if error is None or len(batches) == 1:
+        return [error] * len(batches)
+    return [_written(engine, [batch]) for batch in batches]
 
 
 #: The writer's page cache, KiB (SQLite's default is 2 MiB). The session index takes random
@@ -234,8 +231,6 @@ def _larger_page_cache(dbapi_connection: Any, _record: Any) -> None:
 
 def main(argv: list[str]) -> int:
     """The child: serve write requests on stdin until it closes."""
-    from store.db import create_store_engine
-
     [database_url] = argv
     # Ctrl-C reaches the whole process group: the parent decides when this process ends (it
     # closes stdin), so a write under way finishes and the parent's last batches still land.
