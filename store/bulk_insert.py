@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from itertools import chain, islice
+from itertools import chain, repeat
 from typing import Any
 
 import orjson
@@ -214,6 +214,22 @@ def _sqlite_insert(table: Table, rows: int) -> str:
     )
 
 
+def statement_sizes(rows: int, per_statement: int) -> Iterator[int]:
+    """Rows per INSERT for ROWS rows: full statements of PER_STATEMENT rows, then the rest as
+    powers of two (100 = 64 + 32 + 4). Each distinct row count is a statement of its own that
+    sqlite3 keeps prepared in its per-connection cache (128 statements), and a prepared 250-row
+    INSERT takes about half a megabyte: one statement per remainder length let a gateway grow by
+    tens of MB per pooled connection. With powers of two a table has at most 9 shapes."""
+    full, rest = divmod(rows, per_statement)
+    yield from repeat(per_statement, full)
+    size = 1 << max(rest.bit_length() - 1, 0)
+    while rest:
+        if rest >= size:
+            yield size
+            rest -= size
+        size >>= 1
+
+
 def _insert_sqlite(connection: Connection, table: Table, rows: Iterable[Row]) -> None:
     """Multi-row INSERTs: sqlite3 lets other threads run Python only while a statement steps,
     so one step per few hundred rows (not one per row, as executemany does) keeps the writer
@@ -222,11 +238,14 @@ def _insert_sqlite(connection: Connection, table: Table, rows: Iterable[Row]) ->
     assert driver is not None
     limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
     per_statement = max(1, min(SQLITE_ROWS_PER_STATEMENT, limit // len(table.columns)))
+    pending = rows if isinstance(rows, Sequence) else list(rows)
     cursor = driver.cursor()
     try:
-        pending = iter(rows)
-        while chunk := list(islice(pending, per_statement)):
-            cursor.execute(_sqlite_insert(table, len(chunk)), list(chain.from_iterable(chunk)))
+        start = 0
+        for size in statement_sizes(len(pending), per_statement):
+            chunk = pending[start : start + size]
+            start += size
+            cursor.execute(_sqlite_insert(table, size), list(chain.from_iterable(chunk)))
     finally:
         cursor.close()
 
