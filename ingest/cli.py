@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
 import migrations
 from ingest import cli_admin, cli_demo, cli_export, cli_import, cli_manage, cli_metrics
+from store.db import unusable_store
 from store.settings import get_settings
 
 app = typer.Typer(
@@ -181,6 +183,14 @@ def _safe_url(url: str) -> str:
 
 
 def main() -> None:
-    """Entry point for `python -m ingest`."""
+    """Entry point of `interlog` and `python -m ingest`. A store that cannot be used at all (not
+    reachable, not migrated) gets one line saying what to do, not a traceback."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    try:
+        app()
+    except DBAPIError as exc:
+        problem = unusable_store(exc, get_settings().database_url)
+        if problem is None:
+            raise
+        typer.echo(f"error: {problem}", err=True)
+        raise SystemExit(1) from None

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
 from store.settings import Settings
@@ -75,3 +76,33 @@ def ping(engine: Engine) -> None:
     """Raise if the database cannot answer a trivial query."""
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+#: SQLSTATEs of a store whose tables are missing or older than this code (PostgreSQL).
+_UNDEFINED_TABLE, _UNDEFINED_COLUMN = "42P01", "42703"
+
+
+def unusable_store(exc: DBAPIError, url: str | URL) -> str | None:
+    """What a user must do when EXC says the store at URL cannot be used at all (not reachable,
+    no Interlog tables, an older schema); None for any other database error."""
+    where = normalize_url(url).render_as_string(hide_password=True)
+    orig = exc.orig
+    message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    code = getattr(orig, "sqlstate", None)
+    if code == _UNDEFINED_TABLE or message.startswith("no such table"):
+        return (
+            f"the store at {where} has no Interlog tables ({message}). Create them with "
+            "`interlog db upgrade` (`interlog up` and `interlog serve` migrate on start)."
+        )
+    if code == _UNDEFINED_COLUMN or message.startswith("no such column"):
+        return (
+            f"the store at {where} has an older schema than this Interlog ({message}). "
+            "Upgrade it with `interlog db upgrade`."
+        )
+    if (
+        isinstance(exc, OperationalError)
+        and code is None
+        and (exc.connection_invalidated or "connect" in message or "unable to open" in message)
+    ):
+        return f"cannot reach the store at {where}: {message}. Check INTERLOG_DATABASE_URL."
+    return None

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from ingest.cli import app
@@ -101,3 +102,50 @@ def test_up_runs_gateway_and_dashboard_and_ctrl_c_stops_both(tmp_path: Path) -> 
         except httpx.ConnectError:
             continue
         raise AssertionError(f"{url} still answers after Ctrl-C")
+
+
+def _interlog(args: list[str], database_url: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ingest ARGS` as a user runs it (the entry point, not CliRunner)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", *args],
+        env=interlog_env({"INTERLOG_DATABASE_URL": database_url}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("empty_database_url", ["sqlite", "postgres"], indirect=True)
+def test_commands_on_a_store_never_migrated_say_to_run_db_upgrade(
+    empty_database_url: str,
+) -> None:
+    for args in (["projects", "create", "p"], ["keys", "create", "--project", "p"]):
+        done = _interlog(args, empty_database_url)
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr and done.stdout == ""
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith("error: the store at ") and "has no Interlog tables" in line
+        assert "`interlog db upgrade`" in line
+    # Once upgraded, the same command works.
+    assert _interlog(["db", "upgrade"], empty_database_url).returncode == 0
+    assert _interlog(["projects", "create", "p"], empty_database_url).returncode == 0
+
+
+def test_an_unreachable_store_is_named_without_its_password() -> None:
+    url = f"postgresql://interlog:s3cret@127.0.0.1:{free_port()}/nowhere"
+    done = _interlog(["projects", "create", "p"], url)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: cannot reach the store at postgresql+psycopg://interlog:***@")
+    assert "s3cret" not in done.stderr and "INTERLOG_DATABASE_URL" in line
+
+
+def test_other_database_errors_keep_their_traceback(sqlite_url: str) -> None:
+    """Only an unusable store is summarised; a failure inside a working store (here a write
+    through a read-only connection) still shows where it happened."""
+    path = sqlite_url.removeprefix("sqlite:///")
+    done = _interlog(["projects", "create", "p"], f"sqlite:///file:{path}?mode=ro&uri=true")
+    assert done.returncode == 1
+    assert "attempt to write a readonly database" in done.stderr
+    assert "Traceback" in done.stderr
