@@ -6,8 +6,9 @@ import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, text
 
-from store.db import ping
+import migrations
 
 router = APIRouter(tags=["health"])
 
@@ -18,13 +19,22 @@ async def read_health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "The database does not answer."}})
+def _store_problem(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+        return migrations.schema_problem(connection)
+
+
+@router.get(
+    "/readyz",
+    responses={503: {"description": "The database does not answer, or is not migrated."}},
+)
 async def read_readiness(request: Request) -> JSONResponse:
-    """Readiness: the store answers a trivial query."""
+    """Readiness: the store answers, and its schema is this code's (not older)."""
     try:
-        await asyncio.to_thread(ping, request.app.state.engine)
+        problem = await asyncio.to_thread(_store_problem, request.app.state.engine)
     except Exception as exc:  # any driver error means "not ready"
-        return JSONResponse(
-            status_code=503, content={"status": "unavailable", "database": str(exc)[:500]}
-        )
+        problem = str(exc)[:500]
+    if problem is not None:
+        return JSONResponse(status_code=503, content={"status": "unavailable", "database": problem})
     return JSONResponse({"status": "ok", "database": "ok"})

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from store.db import normalize_url
@@ -32,3 +36,31 @@ def downgrade(database_url: str | URL, revision: str = "base") -> None:
 
 def current(database_url: str | URL) -> None:
     command.current(alembic_config(database_url), verbose=False)
+
+
+@cache
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+def head_revision() -> str:
+    """The newest revision this code knows."""
+    head = _script().get_current_head()
+    assert head is not None
+    return head
+
+
+def schema_problem(connection: Connection) -> str | None:
+    """Why the store behind CONNECTION is older than this code (no Interlog tables, or an older
+    revision), with what to do; None when it is at head, or at a newer revision this code does
+    not know (written by a newer Interlog during a rolling upgrade)."""
+    revision = MigrationContext.configure(connection).get_current_revision()
+    head = head_revision()
+    if revision == head:
+        return None
+    if revision is None:
+        return f"no Interlog tables (revision {head} needed): run `interlog db upgrade`"
+    known = {script.revision for script in _script().walk_revisions()}
+    if revision not in known:
+        return None
+    return f"schema at revision {revision}, {head} needed: run `interlog db upgrade`"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
@@ -70,12 +70,6 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
-
-
-def ping(engine: Engine) -> None:
-    """Raise if the database cannot answer a trivial query."""
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
 
 
 #: SQLSTATEs of a store whose tables are missing or older than this code (PostgreSQL).

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+import migrations
 from ingest.cli import app
 from store.models import metadata
 from tests.support import free_port, interlog_env, interlog_process, wait_for_http
@@ -77,6 +78,28 @@ def test_readiness_is_503_when_the_database_is_down(tmp_path: Path) -> None:
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30)
         assert ready.status_code == 503
         assert ready.json()["status"] == "unavailable"
+
+
+def test_readiness_is_503_until_the_store_is_migrated(tmp_path: Path) -> None:
+    """`serve --no-migrate` (operators who migrate separately) on a store never migrated, then
+    one revision behind, then upgraded: ready only at the end, and it says what to run."""
+    path = tmp_path / "later.db"
+    port = free_port()
+    env = {"INTERLOG_DATABASE_URL": f"sqlite:///{path}", "INTERLOG_PORT": str(port)}
+    args = ["serve", "--no-migrate"]
+    with interlog_process(args, env=env, cwd=tmp_path, log=tmp_path / "serve.log") as proc:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", process=proc)
+        never = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        assert never.status_code == 503
+        assert never.json()["database"].startswith("no Interlog tables")
+        migrations.upgrade(f"sqlite:///{path}", "0002")
+        behind = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        assert behind.status_code == 503
+        assert behind.json()["database"].startswith("schema at revision 0002,")
+        assert "`interlog db upgrade`" in behind.json()["database"]
+        migrations.upgrade(f"sqlite:///{path}")
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        assert ready.status_code == 200 and ready.json()["database"] == "ok"
 
 
 def test_up_runs_gateway_and_dashboard_and_ctrl_c_stops_both(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, insert, inspect, select
+from sqlalchemy import Engine, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 import migrations
@@ -151,3 +151,29 @@ def _stored_ids(engine: Engine) -> set[str]:
     with engine.connect() as connection:
         rows = connection.execute(select(INTERACTION.c.completion_id)).scalars().all()
     return {str(row) for row in rows}
+
+
+def test_schema_problem_names_a_store_older_than_the_code(empty_database_url: str) -> None:
+    """Not migrated and older revisions are problems; head and a revision newer than this code
+    (a newer Interlog's, during a rolling upgrade) are not."""
+
+    def problem() -> str | None:
+        engine = create_store_engine(empty_database_url)
+        try:
+            with engine.connect() as connection:
+                return migrations.schema_problem(connection)
+        finally:
+            engine.dispose()
+
+    assert (problem() or "").startswith("no Interlog tables")
+    migrations.upgrade(empty_database_url, "0001")
+    assert (problem() or "").startswith("schema at revision 0001, ")
+    migrations.upgrade(empty_database_url)
+    assert problem() is None and migrations.head_revision() != "0001"
+    engine = create_store_engine(empty_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed'"))
+    finally:
+        engine.dispose()
+    assert problem() is None
