@@ -11,11 +11,13 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import streamlit as st  # noqa: E402
+from sqlalchemy.exc import DBAPIError  # noqa: E402
 
 from dashboard.auth import require_principal, sign_out  # noqa: E402
 from dashboard.context import page_context, sync_on_next_run  # noqa: E402
 from dashboard.filter_bar import render_filter_bar  # noqa: E402
-from store.settings import get_settings  # noqa: E402
+from store.db import unusable_store  # noqa: E402
+from store.settings import Settings, get_settings  # noqa: E402
 
 PAGES_DIR = Path(__file__).resolve().parent / "views"
 FILTERED_PAGES = {"Overview", "Interactions", "Export"}
@@ -24,6 +26,16 @@ FILTERED_PAGES = {"Overview", "Interactions", "Export"}
 def main() -> None:
     st.set_page_config(page_title="Interlog", layout="wide")
     settings = get_settings()
+    try:
+        _run(settings)
+    except DBAPIError as exc:
+        problem = unusable_store(exc, settings.database_url)
+        if problem is None:
+            raise
+        st.error(f"The dashboard cannot use its store: {problem}")
+
+
+def _run(settings: Settings) -> None:
     principal = require_principal(settings)
     pages = [
         st.Page(

@@ -6,6 +6,7 @@ import io
 import json
 import time
 import uuid
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -345,3 +346,21 @@ def test_export_page_downloads_exactly_the_filtered_rows(seeded: SeededStore) ->
     assert {example["messages"][-1]["content"] for example in examples} == {
         f"Support answer {i} for billing" for i in (0, 3, 6, 9)
     }
+
+
+@pytest.mark.parametrize("sign_in", [True, False])
+def test_a_store_never_migrated_is_explained_not_a_traceback(
+    sign_in: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTERLOG_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("INTERLOG_DASHBOARD_AUTH", "true" if sign_in else "false")
+    get_settings.cache_clear()
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if sign_in:  # the key lookup is the first query
+        app.text_input(key="sign_in_key").input("il_00000000_any-key")
+        app.button[0].click()
+        app.run()
+    assert not app.exception, app.exception
+    [error] = app.error
+    assert error.value.startswith("The dashboard cannot use its store: the store at sqlite:///")
+    assert "has no Interlog tables" in error.value and "`interlog db upgrade`" in error.value
