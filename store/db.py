@@ -85,7 +85,7 @@ def unusable_store(exc: DBAPIError, url: str | URL) -> str | None:
     code = getattr(orig, "sqlstate", None)
     if code == _UNDEFINED_TABLE or message.startswith("no such table"):
         return (
-            f"the store at {where} has no Interlog tables ({message}). Create them with "
+            f"the store at {where} is missing Interlog tables ({message}). Create them with "
             "`interlog db upgrade` (`interlog up` and `interlog serve` migrate on start)."
         )
     if code == _UNDEFINED_COLUMN or message.startswith("no such column"):

@@ -363,4 +363,4 @@ def test_a_store_never_migrated_is_explained_not_a_traceback(
     assert not app.exception, app.exception
     [error] = app.error
     assert error.value.startswith("The dashboard cannot use its store: the store at sqlite:///")
-    assert "has no Interlog tables" in error.value and "`interlog db upgrade`" in error.value
+    assert "is missing Interlog tables" in error.value and "`interlog db upgrade`" in error.value

@@ -147,7 +147,7 @@ def test_commands_on_a_store_never_migrated_say_to_run_db_upgrade(
         assert done.returncode == 1
         assert "Traceback" not in done.stderr and done.stdout == ""
         [line] = done.stderr.strip().splitlines()
-        assert line.startswith("error: the store at ") and "has no Interlog tables" in line
+        assert line.startswith("error: the store at ") and "is missing Interlog tables" in line
         assert "`interlog db upgrade`" in line
     # Once upgraded, the same command works.
     assert _interlog(["db", "upgrade"], empty_database_url).returncode == 0
