@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg.types.json import JsonbBinaryDumper
+from psycopg.types.string import StrBinaryDumper, StrBinaryDumperVarchar
 from psycopg.types.uuid import UUIDBinaryDumper
 from sqlalchemy import JSON, Connection, Engine, Table, Uuid
 from sqlalchemy.dialects import postgresql, sqlite
@@ -256,6 +257,49 @@ class _OrjsonJsonbDumper(JsonbBinaryDumper):
     _dumps = orjson.dumps
 
 
+#: PostgreSQL cannot hold U+0000 in text or jsonb (SQLite can): there it becomes U+FFFD.
+NUL, NUL_REPLACEMENT = "\x00", "\ufffd"
+_NUL_IN_JSON = b"\\u0000"
+#: What the server answers to U+0000 in text (a 0x00 byte) and in jsonb (a \u0000 escape).
+_NUL_REFUSED = (psycopg.errors.CharacterNotInRepertoire, psycopg.errors.UntranslatableCharacter)
+
+
+def without_nul(value: Any) -> Any:
+    """VALUE (a JSON value: str, list, dict, ...) with every U+0000 replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace(NUL, NUL_REPLACEMENT)
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
+
+
+def _jsonb_dumps_without_nul(value: Any) -> bytes:
+    data = orjson.dumps(value)
+    # A match may also be an escaped backslash before "u0000": the rewrite is right either way.
+    return orjson.dumps(without_nul(value)) if _NUL_IN_JSON in data else data
+
+
+class _JsonbWithoutNulDumper(JsonbBinaryDumper):
+    """jsonb for binary COPY, U+0000 replaced."""
+
+    _dumps = staticmethod(_jsonb_dumps_without_nul)
+
+
+class _TextWithoutNulDumper(StrBinaryDumper):
+    """text for binary COPY, U+0000 replaced."""
+
+    def dump(self, obj: str) -> bytes:
+        return (obj.replace(NUL, NUL_REPLACEMENT) if NUL in obj else obj).encode(self._encoding)
+
+
+class _VarcharWithoutNulDumper(StrBinaryDumperVarchar):
+    """varchar for binary COPY, U+0000 replaced."""
+
+    dump = _TextWithoutNulDumper.dump
+
+
 class _UuidDumper(UUIDBinaryDumper):
     """uuid for binary COPY: the 16 bytes _uuid_bytes made."""
 
@@ -290,15 +334,28 @@ def _copy(cursor: psycopg.Cursor[Any], target: str, table: Table, rows: Rows) ->
             write_row(row)
 
 
+def _use_dumpers(cursor: psycopg.Cursor[Any], *, without_nul: bool) -> None:
+    dumpers: tuple[type[Any], ...] = (_OrjsonJsonbDumper, _UuidDumper)
+    if without_nul:  # Python per value, so only when needed (the C text dumper is faster)
+        dumpers = (_JsonbWithoutNulDumper, _UuidDumper, _TextWithoutNulDumper)
+        dumpers += (_VarcharWithoutNulDumper,)
+    for dumper in dumpers:
+        cursor.adapters.register_dumper(None, dumper)
+
+
 def _insert_postgres(connection: Connection, table: Table, rows: Rows) -> None:
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor:
-        cursor.adapters.register_dumper(None, _OrjsonJsonbDumper)
-        cursor.adapters.register_dumper(None, _UuidDumper)
+        _use_dumpers(cursor, without_nul=False)
         cursor.execute("SAVEPOINT interlog_copy")
         try:
-            _copy(cursor, table.name, table, rows)
+            try:
+                _copy(cursor, table.name, table, rows)
+            except _NUL_REFUSED:  # rare: a model wrote U+0000; again, with it replaced
+                cursor.execute("ROLLBACK TO SAVEPOINT interlog_copy")
+                _use_dumpers(cursor, without_nul=True)
+                _copy(cursor, table.name, table, rows)
         except psycopg.errors.UniqueViolation:
             cursor.execute("ROLLBACK TO SAVEPOINT interlog_copy")
             cursor.execute("RELEASE SAVEPOINT interlog_copy")
@@ -306,6 +363,7 @@ def _insert_postgres(connection: Connection, table: Table, rows: Rows) -> None:
             cursor.execute("RELEASE SAVEPOINT interlog_copy")
             return
         # Some rows exist already: stage them all, keep only the new ones.
+        _use_dumpers(cursor, without_nul=True)
         staging = f"_interlog_stage_{table.name}"
         columns = _quoted_columns(table)
         cursor.execute(

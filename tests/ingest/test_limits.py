@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from ingest.limits import RequestRefused, check_json_text, json_depth
@@ -107,6 +108,20 @@ def test_nul_in_a_json_string_is_400_and_nothing_is_stored(server: str) -> None:
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "null_character"
         assert http.get("/api/v1/admin/projects").json()["data"] == []
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", None])
+def test_bodies_are_checked_whatever_their_content_type(
+    server: str, content_type: str | None
+) -> None:
+    """`curl -d` sends form-urlencoded, and the chat and ingest routes read any body as JSON:
+    the checks must not depend on the header."""
+    body = orjson.dumps({"model": "p", "messages": [{"role": "user", "content": "a\u0000b"}]})
+    headers = {"content-type": content_type} if content_type else {}
+    with _admin(server) as http:
+        response = http.post("/api/v1/chat/completions", content=body, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "null_character"
 
 
 def test_nul_or_invalid_utf8_in_the_path_or_query_is_400(server: str) -> None:

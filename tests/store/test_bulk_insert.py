@@ -59,3 +59,44 @@ def test_batches_of_odd_lengths_store_each_interaction_and_label_once(engine: En
     expected = {record["completion_id"] for records in batches for record in records}
     assert len(stored) == len(expected) and set(stored) == expected
     assert labels == sum(lengths)
+
+
+def test_nul_characters_from_a_model_are_stored_not_refused(engine: Engine) -> None:
+    """Models do emit U+0000. SQLite keeps it; PostgreSQL cannot hold it in text or jsonb and
+    refused the whole COPY, so the batch's interactions were set aside; there it is U+FFFD."""
+    project = create_project(engine, key="p")
+    nul = interaction_record(
+        project.id or 0,
+        completion="a\x00b",
+        user_id="u\x00",
+        messages=[{"role": "user", "content": "x\x00y", "extra\x00": ["\x00"]}],
+        params={"stop": ["\x00"]},
+        labels={"k\x00": "v\x00"},
+    )
+    literal = interaction_record(project.id or 0, completion="a literal \\u0000 is kept")
+    for _ in range(2):  # the second time as a replay: only new rows (none) are kept
+        with write_transaction(engine) as connection:
+            batch = row_batch(prepare_rows([nul, literal], writer_kind(engine)))
+            insert_row_batch(connection, batch)
+
+    kept = "\x00" if engine.dialect.name == "sqlite" else "\ufffd"
+    names = ("completion", "user_id", "messages", "params")
+    columns = [INTERACTION_TABLE.c[name] for name in names]
+    with engine.connect() as connection:
+        rows = {
+            str(row.completion_id): row
+            for row in connection.execute(select(INTERACTION_TABLE.c.completion_id, *columns))
+        }
+        labels = connection.execute(
+            select(LABEL_TABLE.c.key, LABEL_TABLE.c.value).where(
+                LABEL_TABLE.c.completion_id == INTERACTION_TABLE.c.completion_id,
+                INTERACTION_TABLE.c.completion == f"a{kept}b",
+            )
+        ).all()
+    assert len(rows) == 2
+    row = rows[nul["completion_id"]]
+    assert (row.completion, row.user_id) == (f"a{kept}b", f"u{kept}")
+    assert row.messages == [{"role": "user", "content": f"x{kept}y", f"extra{kept}": [kept]}]
+    assert row.params == {"stop": [kept]}
+    assert labels == [(f"k{kept}", f"v{kept}")]
+    assert rows[literal["completion_id"]].completion == "a literal \\u0000 is kept"
