@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -77,6 +78,10 @@ def serve(
     from ingest.http_protocol import CoalescingHttpToolsProtocol
 
     settings = get_settings()
+    problem = _journal_dir_problem(Path(settings.journal_dir))
+    if problem is not None:
+        typer.echo(f"error: INTERLOG_JOURNAL_DIR={settings.journal_dir} {problem}", err=True)
+        raise typer.Exit(1)
     if migrate:
         migrations.upgrade(settings.database_url)
     uvicorn.run(
@@ -90,6 +95,20 @@ def serve(
         proxy_headers=False,  # client addresses are not logged; skip X-Forwarded-For parsing
         http=CoalescingHttpToolsProtocol,  # head and body of a sized response in one write
     )
+
+
+def _journal_dir_problem(path: Path) -> str | None:
+    """Why the gateway could not keep its journal under PATH (checked before it starts, so the
+    user reads one line, not the traceback of a failed startup); None when it can."""
+    if path.exists() and not path.is_dir():
+        return "is not a directory"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".interlog-check-"):
+            pass
+    except OSError as exc:
+        return f"cannot hold the journal: {exc.strerror or exc}"
+    return None
 
 
 def _dashboard_command(host: str, port: int) -> list[str]:

@@ -172,3 +172,23 @@ def test_other_database_errors_keep_their_traceback(sqlite_url: str) -> None:
     assert done.returncode == 1
     assert "attempt to write a readonly database" in done.stderr
     assert "Traceback" in done.stderr
+
+
+def test_serve_explains_a_journal_dir_it_cannot_use(sqlite_url: str, tmp_path: Path) -> None:
+    a_file = tmp_path / "not-a-dir"
+    a_file.write_text("x")
+    cases = ((a_file, "is not a directory"), (a_file / "sub", "Not a directory"))
+    for journal_dir, reason in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "ingest", "serve", "--no-migrate", "--port", str(free_port())],
+            env=interlog_env(
+                {"INTERLOG_DATABASE_URL": sqlite_url, "INTERLOG_JOURNAL_DIR": str(journal_dir)}
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith(f"error: INTERLOG_JOURNAL_DIR={journal_dir} ") and reason in line
