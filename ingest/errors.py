@@ -1,6 +1,8 @@
-"""Errors of the REST surface, rendered in OpenAI's shape by one set of handlers.
+"""Errors of the API, rendered by one set of handlers in the shape of the surface asked.
 
-Every error body on /api/v1 is `{"error": {"message", "type", "param", "code"}}`.
+Every error body on /api/v1 is `{"error": {"message", "type", "param", "code"}}`; on
+/api/graphql it is GraphQL's, `{"errors": [{"message", "extensions": {"code", "type"}}]}`, with
+the same HTTP status.
 
 ApiError (status, type, code)
  ├── 400 invalid_request_error / bad_request
@@ -103,8 +105,31 @@ def error_body(
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
-def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
+#: The GraphQL surface: its errors come in GraphQL's shape.
+GRAPHQL_PATH = "/api/graphql"
+
+
+def graphql_error_body(message: str, error_type: str, code: str | None) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code, "type": error_type}}]}
+
+
+def error_response(
+    error: ApiError, headers: dict[str, str] | None = None, *, path: str = ""
+) -> JSONResponse:
+    """ERROR in the shape of the surface of PATH (GraphQL's on GRAPHQL_PATH, else REST's)."""
+    if path == GRAPHQL_PATH:
+        body = graphql_error_body(error.message, error.error_type, error.code)
+    else:
+        body = error.body()
+    return JSONResponse(body, status_code=error.status_code, headers=headers)
+
+
+def error_for_status(status: int, message: str) -> ApiError:
+    """An ApiError answered with STATUS (its class for the usual ones)."""
+    cls = _STATUS_ERRORS.get(status, ApiError)
+    error = cls(message)
+    error.status_code = status
+    return error
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -137,36 +162,36 @@ def install_error_handlers(app: FastAPI) -> None:
     """Render every error of the app in the one REST error shape."""
 
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return error_response(exc, headers)
+        return error_response(exc, headers, path=request.url.path)
 
     @app.exception_handler(NotFoundError)
-    async def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
-        return error_response(NotFound(str(exc)))
+    async def _not_found(request: Request, exc: NotFoundError) -> JSONResponse:
+        return error_response(NotFound(str(exc)), path=request.url.path)
 
     @app.exception_handler(AlreadyExistsError)
-    async def _exists(_request: Request, exc: AlreadyExistsError) -> JSONResponse:
-        return error_response(Conflict(str(exc)))
+    async def _exists(request: Request, exc: AlreadyExistsError) -> JSONResponse:
+        return error_response(Conflict(str(exc)), path=request.url.path)
 
     @app.exception_handler(InvalidInputError)
-    async def _invalid(_request: Request, exc: InvalidInputError) -> JSONResponse:
-        return error_response(BadRequest(str(exc)))
+    async def _invalid(request: Request, exc: InvalidInputError) -> JSONResponse:
+        return error_response(BadRequest(str(exc)), path=request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _validation_message(exc)
-        return error_response(Unprocessable(message, param=param))
+        return error_response(Unprocessable(message, param=param), path=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        cls = _STATUS_ERRORS.get(exc.status_code, ApiError)
-        error = cls(str(exc.detail))
-        body = error_body(str(exc.detail), error.error_type, error.code)
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = error_for_status(exc.status_code, str(exc.detail))
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(error, headers, path=request.url.path)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        body = error_body("internal server error", "server_error", "internal_error")
-        return JSONResponse(body, status_code=500)
+        error = error_for_status(500, "internal server error")
+        error.error_type, error.code = "server_error", "internal_error"
+        return error_response(error, path=request.url.path)

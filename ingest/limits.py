@@ -28,10 +28,9 @@ from urllib.parse import unquote_to_bytes
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest.errors import error_body
+from ingest.errors import GRAPHQL_PATH, error_body, graphql_error_body
 from store.settings import Settings
 
-GRAPHQL_PATH = "/api/graphql"
 #: Routes whose body carries `labels` / `metadata` at the top level, checked here.
 #: /api/v1/interactions/bulk checks the labels of each item itself (ingest/logged_items.py),
 #: so one item over a limit gets its own error and the others are kept.
@@ -300,9 +299,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 async def _refuse(scope: Scope, send: Send, refused: RequestRefused) -> None:
     error_type = "invalid_request_error"
     if scope["path"] == GRAPHQL_PATH:
-        payload: dict[str, Any] = {
-            "errors": [{"message": refused.message, "extensions": {"code": refused.code}}]
-        }
+        payload = graphql_error_body(refused.message, error_type, refused.code)
     else:
         payload = error_body(refused.message, error_type, refused.code, refused.param)
     content = orjson.dumps(payload)

@@ -176,10 +176,28 @@ def test_project_key_cannot_see_another_project(
     assert {p["key"] for m in keys["data"]["metrics"] for p in m["projects"]} == {other.key}
 
 
-def test_graphql_without_a_key_is_401(live_store: LiveStore) -> None:
+def test_graphql_without_a_key_is_401_in_the_graphql_shape(live_store: LiveStore) -> None:
     with client(live_store, "il_bad_key") as http:
         response = http.post("/api/graphql", json={"query": "{ metrics { id } }"})
     assert response.status_code == 401
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "invalid_api_key" and "API key" in error["message"]
+
+
+def test_requests_graphql_cannot_run_are_4xx_in_the_graphql_shape(live_store: LiveStore) -> None:
+    """strawberry answered these in plain text; clients of this path parse `errors`."""
+    seeded = new_project(live_store)
+    with client(live_store, seeded.secret) as http:
+        answers = {
+            "no query": http.post("/api/graphql", json={}),
+            "a batch": http.post("/api/graphql", json=[{"query": "{ metrics { key } }"}]),
+            "a GET": http.get("/api/graphql", params={"query": "{ metrics { key } }"}),
+        }
+    for what, response in answers.items():
+        assert 400 <= response.status_code < 500, what
+        assert response.headers["content-type"].startswith("application/json"), what
+        [error] = response.json()["errors"]
+        assert error["message"] and error["extensions"]["code"], what
 
 
 def test_create_metric_without_a_key_derives_it_from_the_name(live_store: LiveStore) -> None:
