@@ -12,6 +12,7 @@ ApiError (status, type, code)
  ├── 409 conflict_error / already_exists
  ├── 413 invalid_request_error / request_too_large
  ├── 422 invalid_request_error / validation_error
+ ├── 500 server_error / internal_error
  ├── 502 upstream_error / upstream_error
  └── 504 upstream_error / upstream_timeout
 """
@@ -99,6 +100,12 @@ class UpstreamTimeout(ApiError):
     code = "upstream_timeout"
 
 
+class InternalError(ApiError):
+    status_code = 500
+    error_type = "server_error"
+    code = "internal_error"
+
+
 def error_body(
     message: str, error_type: str, code: str | None, param: str | None = None
 ) -> dict[str, Any]:
@@ -159,7 +166,7 @@ _STATUS_ERRORS: dict[int, type[ApiError]] = {
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every error of the app in the one REST error shape."""
+    """Render every error of the app in the shape of its surface (REST, or GraphQL's)."""
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -192,6 +199,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        error = error_for_status(500, "internal server error")
-        error.error_type, error.code = "server_error", "internal_error"
-        return error_response(error, path=request.url.path)
+        return error_response(InternalError("internal server error"), path=request.url.path)

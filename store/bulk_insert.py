@@ -334,11 +334,18 @@ def _copy(cursor: psycopg.Cursor[Any], target: str, table: Table, rows: Rows) ->
             write_row(row)
 
 
-def _use_dumpers(cursor: psycopg.Cursor[Any], *, without_nul: bool) -> None:
-    dumpers: tuple[type[Any], ...] = (_OrjsonJsonbDumper, _UuidDumper)
-    if without_nul:  # Python per value, so only when needed (the C text dumper is faster)
-        dumpers = (_JsonbWithoutNulDumper, _UuidDumper, _TextWithoutNulDumper)
-        dumpers += (_VarcharWithoutNulDumper,)
+#: Dumpers of a COPY cursor; those that replace U+0000 run Python per value, so they are used
+#: only after the server refused a COPY (psycopg's C text dumper is faster).
+_COPY_DUMPERS = (_OrjsonJsonbDumper, _UuidDumper)
+_COPY_DUMPERS_WITHOUT_NUL = (
+    _JsonbWithoutNulDumper,
+    _UuidDumper,
+    _TextWithoutNulDumper,
+    _VarcharWithoutNulDumper,
+)
+
+
+def _use_dumpers(cursor: psycopg.Cursor[Any], dumpers: tuple[type[Any], ...]) -> None:
     for dumper in dumpers:
         cursor.adapters.register_dumper(None, dumper)
 
@@ -347,14 +354,14 @@ def _insert_postgres(connection: Connection, table: Table, rows: Rows) -> None:
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor:
-        _use_dumpers(cursor, without_nul=False)
+        _use_dumpers(cursor, _COPY_DUMPERS)
         cursor.execute("SAVEPOINT interlog_copy")
         try:
             try:
                 _copy(cursor, table.name, table, rows)
             except _NUL_REFUSED:  # rare: a model wrote U+0000; again, with it replaced
                 cursor.execute("ROLLBACK TO SAVEPOINT interlog_copy")
-                _use_dumpers(cursor, without_nul=True)
+                _use_dumpers(cursor, _COPY_DUMPERS_WITHOUT_NUL)
                 _copy(cursor, table.name, table, rows)
         except psycopg.errors.UniqueViolation:
             cursor.execute("ROLLBACK TO SAVEPOINT interlog_copy")
@@ -363,7 +370,7 @@ def _insert_postgres(connection: Connection, table: Table, rows: Rows) -> None:
             cursor.execute("RELEASE SAVEPOINT interlog_copy")
             return
         # Some rows exist already: stage them all, keep only the new ones.
-        _use_dumpers(cursor, without_nul=True)
+        _use_dumpers(cursor, _COPY_DUMPERS_WITHOUT_NUL)
         staging = f"_interlog_stage_{table.name}"
         columns = _quoted_columns(table)
         cursor.execute(
