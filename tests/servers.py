@@ -17,12 +17,15 @@ Both run as subprocesses (`python -m ingest ...`) and are always stopped afterwa
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -125,6 +128,56 @@ def gateway_with_demo(
         api_key, project_key, model_key = seed_project(database_url, upstream_urls=[upstream])
         base_url = stack.enter_context(gateway(database_url, workdir, env=env))
         yield LiveGateway(base_url, api_key, project_key, model_key, database_url, upstream)
+
+
+def chat_answer(content: str) -> dict[str, Any]:
+    """An upstream's chat completion answering CONTENT (one choice, with usage)."""
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "up",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+@contextmanager
+def fixed_upstream(answer: dict[str, Any]) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """An OpenAI-like upstream on loopback that answers ANSWER (JSON) to every POST; yields its
+    base URL and the headers of each request it received (names in lower case)."""
+    seen: list[dict[str, str]] = []
+    body = json.dumps(answer).encode()  # a NUL in a string goes out as the escape \u0000
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append({name.lower(): value for name, value in self.headers.items()})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def copy_sqlite_template(template: Path, directory: Path) -> str:
