@@ -1,8 +1,8 @@
 """Scoring forms: a metric value on one completion, a preference between two completions.
 
-Both write through the store functions the REST API uses (store.feedback), so kinds are checked
-the same way. A per-form feedback id makes a resubmitted form (a double click, a rerun) store one
-row, not two.
+Both write through the store functions the REST API uses (store.feedback), so kinds and the
+range of values are checked the same way, and a refusal is shown under the form. A per-form
+feedback id makes a resubmitted form (a double click, a rerun) store one row, not two.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import streamlit as st
 from dashboard.context import PageContext
 from dashboard.queries import forget_cached_reads, project_metrics
 from store.errors import StoreError
-from store.feedback import add_comparison, add_metric_value
+from store.feedback import METRIC_VALUE_LIMIT, add_comparison, add_metric_value
 from store.models import MetricKind
 
 PREFERENCES = {
@@ -54,8 +54,15 @@ def render_score_form(ctx: PageContext, *, project_id: int, completion_id: uuid.
         if metric.kind == MetricKind.BOOL.value:
             value = st.toggle(f"{metric.key} is true", key="score_bool")
         else:
+            # No min_value/max_value: Streamlit would silently replace a value beyond them
+            # with the default; the store refuses it with a message instead (shown below).
             value = st.number_input(
-                f"{metric.key} value", value=1.0, step=0.1, format="%.3f", key="score_number"
+                f"{metric.key} value",
+                value=1.0,
+                step=0.1,
+                format="%.3f",
+                help=f"A finite number from {-METRIC_VALUE_LIMIT:g} to {METRIC_VALUE_LIMIT:g}.",
+                key="score_number",
             )
         details = st.text_area("Details (optional)", key="score_details")
         submitted = st.form_submit_button("Save score")

@@ -257,6 +257,11 @@ def abtests_get(
     _echo_test(test)
     scores = ", ".join(f"{name} {n}" for name, n in verdict.scores.items()) or "-"
     typer.echo(f"scores      {scores}" + ("" if verdict.enough_scores else " (not enough yet)"))
+    if verdict.out_of_range:
+        typer.echo(
+            f"note        {verdict.out_of_range} scored completion(s) have a metric value out of "
+            "range (stored before values were checked): the test cannot end by itself"
+        )
     for c in verdict.comparisons:
         typer.echo(
             f"  {c.variant} vs {test.control}: difference {c.difference:+.4g}, "

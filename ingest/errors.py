@@ -11,9 +11,11 @@ ApiError (status, type, code)
  ├── 404 not_found_error / not_found
  ├── 409 conflict_error / already_exists
  ├── 413 invalid_request_error / request_too_large
- ├── 422 invalid_request_error / validation_error
+ ├── 422 invalid_request_error / validation_error (value_out_of_range: a metric value)
+ ├── 499 invalid_request_error / client_closed_request (nobody reads it: the client left)
  ├── 500 server_error / internal_error
  ├── 502 upstream_error / upstream_error
+ ├── 503 server_error / service_unavailable (query_timeout: a read past its timeout)
  └── 504 upstream_error / upstream_timeout
 """
 
@@ -27,7 +29,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from store.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from store.errors import (
+    AlreadyExistsError,
+    InvalidInputError,
+    NotFoundError,
+    QueryCancelledError,
+    StoreError,
+    ValueOutOfRangeError,
+)
 
 log = logging.getLogger("interlog.errors")
 
@@ -100,10 +109,29 @@ class UpstreamTimeout(ApiError):
     code = "upstream_timeout"
 
 
+class ClientClosedRequest(ApiError):
+    """The client went away before its answer (nginx's 499); only logs ever see it."""
+
+    status_code = 499
+    code = "client_closed_request"
+
+
 class InternalError(ApiError):
     status_code = 500
     error_type = "server_error"
     code = "internal_error"
+
+
+class ServiceUnavailable(ApiError):
+    """The server could not answer in time: a read ran past INTERLOG_READ_TIMEOUT_SECONDS
+    (code query_timeout) and was stopped. 503, not 408: 408 says the client was too slow to
+    send its request (this API answers it for a late body), and clients and proxies resend a
+    408 as is; here the request arrived whole, and the server chose to stop a query that may
+    well succeed narrower, or later on a less busy database."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "service_unavailable"
 
 
 def error_body(
@@ -137,6 +165,21 @@ def error_for_status(status: int, message: str) -> ApiError:
     error = cls(message)
     error.status_code = status
     return error
+
+
+def store_api_error(error: StoreError) -> ApiError:
+    """The ApiError a store error is answered with (also each failed item of a bulk request)."""
+    if isinstance(error, NotFoundError):
+        return NotFound(str(error))
+    if isinstance(error, AlreadyExistsError):
+        return Conflict(str(error))
+    if isinstance(error, ValueOutOfRangeError):
+        return Unprocessable(str(error), param=error.param, code=error.code)
+    if isinstance(error, QueryCancelledError):
+        if error.timed_out:
+            return ServiceUnavailable(str(error), code=error.code)
+        return ClientClosedRequest(str(error))
+    return BadRequest(str(error))
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -174,16 +217,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc, headers, path=request.url.path)
 
     @app.exception_handler(NotFoundError)
-    async def _not_found(request: Request, exc: NotFoundError) -> JSONResponse:
-        return error_response(NotFound(str(exc)), path=request.url.path)
-
     @app.exception_handler(AlreadyExistsError)
-    async def _exists(request: Request, exc: AlreadyExistsError) -> JSONResponse:
-        return error_response(Conflict(str(exc)), path=request.url.path)
-
     @app.exception_handler(InvalidInputError)
-    async def _invalid(request: Request, exc: InvalidInputError) -> JSONResponse:
-        return error_response(BadRequest(str(exc)), path=request.url.path)
+    @app.exception_handler(QueryCancelledError)
+    async def _store(request: Request, exc: StoreError) -> JSONResponse:
+        return error_response(store_api_error(exc), path=request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -16,10 +16,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from ingest.auth import PrincipalDep, check_project_key
-from ingest.errors import ApiError, BadRequest, Conflict, NotFound
+from ingest.errors import BadRequest, NotFound, store_api_error
 from ingest.pending import wait_for_completions
 from store.catalog import list_projects
-from store.errors import AlreadyExistsError, NotFoundError, StoreError
+from store.errors import NotFoundError, StoreError
 from store.feedback import (
     TextCompletion,
     add_comparison,
@@ -142,13 +142,7 @@ async def _project_of(request: Request, principal: Principal, raw_id: str) -> tu
 
 
 def _error_json(error: StoreError) -> dict[str, Any]:
-    api_error: ApiError
-    if isinstance(error, NotFoundError):
-        api_error = NotFound(str(error))
-    elif isinstance(error, AlreadyExistsError):
-        api_error = Conflict(str(error))
-    else:
-        api_error = BadRequest(str(error))
+    api_error = store_api_error(error)
     return {**api_error.body()["error"], "status": api_error.status_code}
 
 

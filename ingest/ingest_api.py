@@ -25,16 +25,9 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from ingest.auth import PrincipalDep
-from ingest.errors import (
-    ApiError,
-    BadRequest,
-    Conflict,
-    NotFound,
-    PayloadTooLarge,
-)
+from ingest.errors import ApiError, BadRequest, PayloadTooLarge, store_api_error
 from ingest.logged_items import ITEM_ADAPTER, prepare_item
 from store.bulk_insert import writer_kind
-from store.errors import AlreadyExistsError, NotFoundError, StoreError
 from store.interactions import InteractionRecord, RowBatch, prepare_rows
 from store.keys import Principal
 from store.logged_interactions import (
@@ -71,14 +64,6 @@ class BulkResult(BaseModel):
     results: list[BulkItemResult]
 
 
-def _store_error(exc: StoreError) -> ApiError:
-    if isinstance(exc, NotFoundError):
-        return NotFound(str(exc))
-    if isinstance(exc, AlreadyExistsError):
-        return Conflict(str(exc))
-    return BadRequest(str(exc))
-
-
 def _parse(body: bytes, limit: int) -> Any:
     if len(body) > limit:
         raise PayloadTooLarge("request body too large")
@@ -93,7 +78,7 @@ def _log_one(engine: Engine, principal: Principal, body: Any) -> LoggedInteracti
     record, feedbacks = prepare_item(body, principal=principal, names=names)
     [result] = write_logged_interactions(engine, records=[record], feedbacks=[feedbacks])
     if result.error is not None:
-        raise _store_error(result.error)
+        raise store_api_error(result.error)
     return LoggedInteractionOut(
         completion_id=record["completion_id"],
         session_id=record["session_id"],
@@ -242,7 +227,7 @@ def _answer(checked: _CheckedItems, stored: list[LoggedResult]) -> bytes:
     results: list[dict[str, Any] | None] = [None] * checked.items
     for index, record, outcome in zip(checked.positions, checked.records, stored, strict=True):
         if outcome.error is not None:
-            errors[index] = _store_error(outcome.error).body()["error"]
+            errors[index] = store_api_error(outcome.error).body()["error"]
             continue
         results[index] = {
             "index": index,

@@ -1,15 +1,19 @@
 """REST read-back: interactions with their labels, metric values and comparisons.
 
-`GET /api/v1/interactions` filters by labels, model, time range, session, user, completion id,
-status, source and metric ranges, newest first, with an opaque `cursor` for the next page.
-Label filters: `label=team=a` (equals), `label=team=a|b` (one of), `label=team` (key exists).
-Metric filters: `metric=quality>=0.8` (operators >, >=, <, <=, =; bool metrics take true/false).
+`GET /api/v1/interactions` filters with the shared grammar (store.filters), newest first, with
+an opaque `cursor` for the next page: `label=team=a` (equals), `label=env!=dev` (differs, or no
+`env` label), `label=team=a|b` (one of), `label=team` (has the key); `metric=quality>=0.8`
+(alias `where`; the mean of the completion's values; >, >=, <, <=, =, !=; bool metrics take
+true/false); model, time range, session, user, completion id, status, source, A/B test.
+At most 50 label and 20 metric conditions; an unknown metric or status is a 400 naming the valid
+ones; a label key that no interaction in scope has gives an empty page and a `warnings` entry.
+Queries run under INTERLOG_READ_TIMEOUT_SECONDS and stop when the client goes away
+(ingest/reads.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,8 +21,9 @@ from fastapi import APIRouter, Query, Request
 
 from ingest.auth import PrincipalDep, check_project_key
 from ingest.errors import BadRequest
-from store.errors import InvalidInputError
+from ingest.reads import run_read
 from store.feedback import parse_completion_id
+from store.filters import Filters, check_status
 from store.metrics import find_project
 from store.readback import (
     MAX_PAGE,
@@ -26,45 +31,14 @@ from store.readback import (
     InteractionView,
     completion_condition,
     get_interaction,
-    label_condition,
     list_interactions,
-    metric_condition,
     model_condition,
-    session_condition,
     source_condition,
     status_condition,
     time_condition,
-    user_condition,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["interactions"])
-
-_METRIC = re.compile(r"^\s*([A-Za-z0-9_.:-]+)\s*(>=|<=|==|=|>|<)\s*(\S+)\s*$")
-_OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte", "=": "eq", "==": "eq"}
-
-
-def parse_label_filter(text: str, project_id: int | None = None) -> Condition:
-    """`k=v`, `k=a|b` or a bare `k`."""
-    key, sep, value = text.partition("=")
-    key = key.strip()
-    if not key or " " in key:
-        raise InvalidInputError(f"bad label filter {text!r}: use key=value, key=a|b or key")
-    return label_condition(key, value.split("|") if sep else None, project_id=project_id)
-
-
-def parse_metric_filter(text: str) -> Condition:
-    """`quality>=0.8`, `thumbs=true`."""
-    match = _METRIC.match(text)
-    if not match:
-        raise InvalidInputError(f"bad metric filter {text!r}: expected KEY OP NUMBER, e.g. q>=0.8")
-    key, op, raw = match.groups()
-    number: float | None = {"true": 1.0, "false": 0.0}.get(raw.lower())
-    if number is None:
-        try:
-            number = float(raw)
-        except ValueError:
-            raise InvalidInputError(f"bad number in metric filter {text!r}") from None
-    return metric_condition(key, **{_OPS[op]: number})
 
 
 def interaction_json(view: InteractionView) -> dict[str, Any]:
@@ -130,46 +104,59 @@ async def read_interactions(
     request: Request,
     principal: PrincipalDep,
     project: str | None = None,
-    label: Annotated[list[str], Query(description="key=value, key=a|b, or key")] = [],  # noqa: B006
+    label: Annotated[
+        list[str], Query(description="k=v, k!=v, k=a|b (one of) or k (exists); repeat for AND")
+    ] = [],  # noqa: B006
     model: Annotated[list[str], Query(description="model key (repeat for any of)")] = [],  # noqa: B006
     since: datetime | None = None,
     until: datetime | None = None,
     session_id: str | None = None,
+    session: Annotated[str | None, Query(description="alias of session_id")] = None,
     user_id: str | None = None,
+    user: Annotated[str | None, Query(description="alias of user_id")] = None,
     completion_id: Annotated[list[str], Query()] = [],  # noqa: B006
     status: Annotated[list[str], Query(description="ok, error or cancelled")] = [],  # noqa: B006
     source: Annotated[list[str], Query(description="LIVE, OFFLINE, ...")] = [],  # noqa: B006
-    metric: Annotated[list[str], Query(description="e.g. quality>=0.8")] = [],  # noqa: B006
+    metric: Annotated[
+        list[str], Query(description="e.g. quality>=0.8 (mean of the values); repeat for AND")
+    ] = [],  # noqa: B006
+    where: Annotated[list[str], Query(description="alias of `metric`")] = [],  # noqa: B006
+    ab_test: Annotated[str | None, Query(description="A/B test key")] = None,
+    variant: Annotated[str | None, Query(description="A/B test variant")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: str | None = None,
     order: Literal["desc", "asc"] = "desc",
 ) -> dict[str, Any]:
-    """List interactions with their labels and metric values, newest first, a page at a time."""
+    """List interactions with their labels and metric values, newest first, a page at a time;
+    `warnings` names label keys that no interaction in scope has."""
     for moment in (since, until):
         if moment is not None and moment.tzinfo is None:
             raise BadRequest("since/until need a timezone, e.g. 2025-01-01T00:00:00Z")
+    filters = Filters(
+        labels=label, metrics=[*metric, *where], ab_test=ab_test, variant=variant,
+        session=session or session_id, user=user or user_id,
+    )  # fmt: skip
+    for value in status:
+        check_status(value)
     project_id = await _scope(request, principal, project)
-    conditions: list[Condition] = [parse_label_filter(text, project_id) for text in label]
-    conditions += [parse_metric_filter(text) for text in metric]
+    conditions: list[Condition] = []
     if model:
         conditions.append(model_condition(model))
     if since or until:
         conditions.append(time_condition(since, until))
-    if session_id:
-        conditions.append(session_condition(session_id))
-    if user_id:
-        conditions.append(user_condition(user_id))
     if completion_id:
         conditions.append(completion_condition(completion_id))
     if status:
         conditions.append(status_condition(status))
     if source:
         conditions.append(source_condition(source))
-    page = await asyncio.to_thread(
+    page = await run_read(
+        request,
         list_interactions,
         request.app.state.engine,
         project_id=project_id,
         conditions=conditions,
+        filters=filters,
         limit=limit,
         cursor=cursor,
         ascending=order == "asc",
@@ -179,6 +166,7 @@ async def read_interactions(
         "next_cursor": page.next_cursor,
         "has_more": page.next_cursor is not None,
         "total_count": page.total_count,
+        "warnings": page.warnings,
     }
 
 
@@ -188,7 +176,8 @@ async def read_interaction(
 ) -> dict[str, Any]:
     """One interaction with its labels, metric values and comparisons (404 if not visible)."""
     target = parse_completion_id(completion_id)
-    view = await asyncio.to_thread(
+    view = await run_read(
+        request,
         get_interaction,
         request.app.state.engine,
         completion_id=target,

@@ -18,7 +18,9 @@ effects, Cohen's d = 0.5, get the most power). With k variants each is compared 
 MIN_SCORES scored completions (or MIN_SCORES decided comparisons), so variances are estimated.
 
 A test ends with a winner when a challenger is significantly better than the control (the best
-such one wins), or when every challenger is significantly worse (the control wins).
+such one wins), or when every challenger is significantly worse (the control wins). It never ends
+while a scored completion has a value outside +-METRIC_VALUE_LIMIT (only values stored before
+they were range-checked can be): such statistics are "not enough information", not a verdict.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, case, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
 from store.ab_lifecycle import AbTestDetails, end_ab_test, list_ab_test_details
+from store.feedback import METRIC_VALUE_LIMIT
 from store.models import (
     AbTestMode,
     AbTestStatus,
@@ -49,11 +52,18 @@ TAU_IN_SDS = 0.5
 
 @dataclass(frozen=True)
 class VariantScores:
-    """A variant's sufficient statistics: scored completions, mean and variance of the score."""
+    """A variant's sufficient statistics: scored completions, mean and variance of the score,
+    and how many completions have a value outside +-METRIC_VALUE_LIMIT (or not finite)."""
 
     n: int
     mean: float
     variance: float
+    out_of_range: int = 0
+
+    @property
+    def usable(self) -> bool:
+        """Whether the statistics may decide anything: no value out of range, all finite."""
+        return self.out_of_range == 0 and math.isfinite(self.mean) and math.isfinite(self.variance)
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,8 @@ class SequentialVerdict:
     comparisons: list[VariantComparison] = field(default_factory=list)
     winner: str | None = None
     reason: str | None = None
+    out_of_range: int = 0
+    """Scored completions with a value outside +-METRIC_VALUE_LIMIT: while any, no decision."""
 
     @property
     def p_value(self) -> float | None:
@@ -86,45 +98,85 @@ class SequentialVerdict:
 
 
 def msprt_p_value(*, difference: float, variance: float, tau2: float) -> float:
-    """Always-valid p-value (1 / mixture likelihood ratio, capped at 1) of a difference."""
+    """Always-valid p-value (1 / mixture likelihood ratio, capped at 1) of a difference; 1 (no
+    evidence) when an input is not finite."""
+    if not (math.isfinite(difference) and math.isfinite(variance) and math.isfinite(tau2)):
+        return 1.0
     if variance <= 0:
         return 1.0 if difference == 0 else 0.0
     if tau2 <= 0:
         return 1.0
     total = variance + tau2
-    log_ratio = 0.5 * math.log(variance / total) + difference**2 * tau2 / (2 * variance * total)
-    return min(1.0, math.exp(-log_ratio)) if log_ratio < 700 else 0.0
+    if not math.isfinite(total):
+        return 1.0
+    # The same statistic as in the module docstring, in an order that neither overflows nor
+    # divides by an underflowed product.
+    evidence = (difference * difference / variance) * (tau2 / total) / 2
+    log_ratio = 0.5 * (math.log(variance) - math.log(total)) + evidence
+    if math.isnan(log_ratio) or log_ratio <= 0:
+        return 1.0
+    return math.exp(-log_ratio) if log_ratio < 700 else 0.0
 
 
 def metric_scores(engine: Engine, *, test_id: int, metric_id: int) -> dict[str, VariantScores]:
     """Per variant: how many completions were scored, and their scores' mean and variance
-    (a completion scored several times counts once, with the mean of its values)."""
+    (a completion scored several times counts once, with the mean of its values).
+
+    Overflow-safe on both databases: only values within +-METRIC_VALUE_LIMIT are summed (a
+    value stored before values were checked, say 1e308, is counted in `out_of_range` instead),
+    and the variance is taken around the variant's mean (two passes), so no square exceeds
+    (2 * METRIC_VALUE_LIMIT)^2 and no precision is lost to cancellation."""
+    value = col(MetricValue.value)
+    in_range = func.abs(value) <= METRIC_VALUE_LIMIT  # false for NaN and infinities too
     per_completion = (
         sa_select(
             col(Interaction.ab_variant).label("variant"),
-            func.avg(col(MetricValue.value)).label("v"),
+            func.avg(case((in_range, value))).label("v"),
+            func.sum(case((in_range, 0), else_=1)).label("bad"),
         )
         .join(MetricValue, col(MetricValue.completion_id) == col(Interaction.completion_id))
-        .where(col(Interaction.ab_test_id) == test_id, col(MetricValue.metric_id) == metric_id)
+        .where(
+            col(Interaction.ab_test_id) == test_id,
+            col(MetricValue.metric_id) == metric_id,
+            col(Interaction.ab_variant).is_not(None),
+        )
         .group_by(col(Interaction.completion_id), col(Interaction.ab_variant))
-        .subquery()
+        .cte("per_completion")
     )
-    statement = sa_select(
-        per_completion.c.variant,
-        func.count(),
-        func.avg(per_completion.c.v),
-        func.avg(per_completion.c.v * per_completion.c.v),
-    ).group_by(per_completion.c.variant)
+    centres = (
+        sa_select(per_completion.c.variant, func.avg(per_completion.c.v).label("centre"))
+        .group_by(per_completion.c.variant)
+        .cte("centres")
+    )
+    shifted = per_completion.c.v - centres.c.centre
+    statement = (
+        sa_select(
+            per_completion.c.variant,
+            func.count(),
+            func.sum(per_completion.c.bad),
+            centres.c.centre,
+            func.avg(shifted),
+            func.avg(shifted * shifted),
+        )
+        .join(centres, centres.c.variant == per_completion.c.variant)
+        .group_by(per_completion.c.variant, centres.c.centre)
+    )
     with Session(engine) as session:
         rows = session.execute(statement).all()
-    scores: dict[str, VariantScores] = {}
-    for variant, n, mean, mean_square in rows:
-        if variant is None:
-            continue
-        n, mean, mean_square = int(n), float(mean), float(mean_square)
-        variance = max(0.0, mean_square - mean * mean) * (n / (n - 1) if n > 1 else 1.0)
-        scores[str(variant)] = VariantScores(n=n, mean=mean, variance=variance)
-    return scores
+    return {
+        str(variant): _variant_scores(int(n), int(bad or 0), centre, offset, square)
+        for variant, n, bad, centre, offset, square in rows
+    }
+
+
+def _variant_scores(
+    n: int, out_of_range: int, centre: float | None, offset: float | None, square: float | None
+) -> VariantScores:
+    if out_of_range or centre is None or offset is None or square is None:
+        return VariantScores(n=n, mean=math.nan, variance=math.nan, out_of_range=out_of_range)
+    centre, offset, square = float(centre), float(offset), float(square)
+    variance = max(0.0, square - offset * offset) * (n / (n - 1) if n > 1 else 1.0)
+    return VariantScores(n=n, mean=centre + offset, variance=variance)
 
 
 def preference_counts(
@@ -156,15 +208,19 @@ def _metric_verdict(
 ) -> SequentialVerdict:
     names = [str(v["model"]) for v in test.variants]
     counts = {name: scores[name].n if name in scores else 0 for name in names}
-    enough = all(count >= MIN_SCORES for count in counts.values())
-    verdict = SequentialVerdict(key=test.key, enough_scores=enough, scores=counts)
+    out_of_range = sum(scores[name].out_of_range for name in names if name in scores)
+    usable = all(scores[name].usable for name in names if name in scores)
+    enough = usable and all(count >= MIN_SCORES for count in counts.values())
+    verdict = SequentialVerdict(
+        key=test.key, enough_scores=enough, scores=counts, out_of_range=out_of_range
+    )
     control = names[0]
     alpha = ALPHA / max(1, len(names) - 1)
     for name in names[1:]:
         if name not in scores or control not in scores:
             continue
         a, b = scores[control], scores[name]
-        if a.n < 2 or b.n < 2:
+        if a.n < 2 or b.n < 2 or not (a.usable and b.usable):
             continue
         pooled = ((a.n - 1) * a.variance + (b.n - 1) * b.variance) / (a.n + b.n - 2)
         difference = b.mean - a.mean
@@ -235,6 +291,7 @@ def _with(verdict: SequentialVerdict, winner: str, reason: str) -> SequentialVer
         comparisons=verdict.comparisons,
         winner=winner,
         reason=reason,
+        out_of_range=verdict.out_of_range,
     )
 
 

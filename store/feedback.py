@@ -12,6 +12,10 @@ Public API (used by the REST and GraphQL surfaces and by external interaction lo
 
 A client-supplied `id` makes a submission idempotent: a UUID is used as is, any other string is
 mapped to a UUIDv5 within the project, and resubmitting the same value returns the same id.
+
+Every value is checked by `coerce_value` (all the functions above, and store.logged_interactions,
+go through it): a scalar value must be finite and within +-METRIC_VALUE_LIMIT, so that sums,
+means and variances of stored values never overflow a float.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
-from store.errors import AlreadyExistsError, InvalidInputError, NotFoundError, StoreError
+from store.errors import (
+    AlreadyExistsError,
+    InvalidInputError,
+    NotFoundError,
+    StoreError,
+    ValueOutOfRangeError,
+)
 from store.ids import uuid7
 from store.interactions import insert_interactions
 from store.metrics import lookup_metric, register_hint
@@ -45,6 +55,9 @@ from store.types import utcnow
 METRIC_VALUE_TABLE: Table = MetricValue.__table__  # type: ignore[attr-defined]
 COMPARISON_TABLE: Table = Comparison.__table__  # type: ignore[attr-defined]
 TIES = ("good", "bad")
+#: The largest magnitude of a scalar metric value (README, "Metrics and feedback"). Far beyond any
+#: score, latency or cost, yet a sum of squares of a billion such values still fits a float.
+METRIC_VALUE_LIMIT = 1e12
 _FEEDBACK_NAMESPACE = uuid.UUID("6f1d3c1e-7b1a-4e55-9a0e-1e7e4b9c0f10")
 
 
@@ -84,8 +97,17 @@ class ComparisonResult:
     other_completion_id: uuid.UUID
 
 
+def _shown(value: Any) -> str:
+    """VALUE for an error message (a 400-digit integer is cut short)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
 def coerce_value(metric: Metric, value: Any) -> float:
-    """The value as stored; bool metrics take true/false/0/1, scalar ones any finite number."""
+    """The value as stored; bool metrics take true/false/0/1, scalar ones a finite number
+    within +-METRIC_VALUE_LIMIT (ValueOutOfRangeError otherwise, whatever the kind)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueOutOfRangeError(f"metric {metric.key}: value must be finite, not {value!r}")
     if metric.kind == MetricKind.BOOL.value:
         if isinstance(value, bool):
             return 1.0 if value else 0.0
@@ -93,14 +115,19 @@ def coerce_value(metric: Metric, value: Any) -> float:
             return float(value)
         raise InvalidInputError(
             f"metric {metric.key} is a bool metric: its value must be true, false, 0 or 1, "
-            f"not {value!r}"
+            f"not {_shown(value)}"
         )
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(
-            f"metric {metric.key} is a scalar metric: its value must be a number, not {value!r}"
+            f"metric {metric.key} is a scalar metric: its value must be a number, "
+            f"not {_shown(value)}"
         )
-    if not math.isfinite(value):
-        raise InvalidInputError(f"metric {metric.key}: value must be finite, not {value!r}")
+    # Compared before float(): an int too large for a float is refused here, not by OverflowError.
+    if not -METRIC_VALUE_LIMIT <= value <= METRIC_VALUE_LIMIT:
+        raise ValueOutOfRangeError(
+            f"metric {metric.key}: value {_shown(value)} is out of range: scalar metric values "
+            f"must be between {-METRIC_VALUE_LIMIT:g} and {METRIC_VALUE_LIMIT:g}"
+        )
     return float(value)
 
 

@@ -1,25 +1,61 @@
 """Reading interactions back with their labels, metric values and comparisons.
 
 Filters are SQLAlchemy conditions built by the `*_condition` functions below, so REST query
-parameters and GraphQL's and/or/not filter trees compose the same building blocks. Pages use a
+parameters and GraphQL's and/or/not filter trees compose the same building blocks;
+`filter_conditions` compiles the shared filter grammar (store.filters) from them, and
+`check_metric_keys` / `label_key_warnings` check its names against the store. Pages use a
 keyset cursor on (created_at, completion_id): stable under concurrent inserts, newest first by
-default.
+default. Every read runs under a ReadGuard (store.read_guard): a statement timeout, and
+cancellation when the client goes away. Over 400 lines: the conditions and the reads that use
+them are one concept, and splitting them would only move imports around.
 """
 
 from __future__ import annotations
 
 import base64
 import math
+import operator
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, exists, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    ScalarSelect,
+    Table,
+    and_,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+)
 
 from store.errors import InvalidInputError, NotFoundError
-from store.models import Comparison, Interaction, InteractionLabel, Metric, MetricValue, Model
+from store.filters import (
+    Filters,
+    LabelFilter,
+    MetricFilter,
+    check_condition_counts,
+    missing_label_key_warning,
+    parse_time,
+)
+from store.models import (
+    AbTest,
+    Comparison,
+    Interaction,
+    InteractionLabel,
+    Metric,
+    MetricValue,
+    Model,
+    Project,
+)
+from store.read_guard import ReadGuard, read_connection
 
 INTERACTION: Table = Interaction.__table__  # type: ignore[attr-defined]
 LABEL: Table = InteractionLabel.__table__  # type: ignore[attr-defined]
@@ -27,7 +63,11 @@ METRIC: Table = Metric.__table__  # type: ignore[attr-defined]
 METRIC_VALUE: Table = MetricValue.__table__  # type: ignore[attr-defined]
 COMPARISON: Table = Comparison.__table__  # type: ignore[attr-defined]
 MODEL: Table = Model.__table__  # type: ignore[attr-defined]
+PROJECT: Table = Project.__table__  # type: ignore[attr-defined]
+AB_TEST: Table = AbTest.__table__  # type: ignore[attr-defined]
 MAX_PAGE = 500
+#: Most metric names an unknown-metric error lists.
+_LISTED_METRICS = 50
 
 Condition = ColumnElement[bool]
 
@@ -112,6 +152,7 @@ class Page:
     items: list[InteractionView]
     next_cursor: str | None
     total_count: int
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -206,11 +247,12 @@ def metric_condition(
     eq: float | None = None,
 ) -> Condition:
     """The interaction has a value of metric `key` within the range (any value if no bound)."""
-    value = METRIC_VALUE.c.value
+    metric_value, metric = METRIC_VALUE.alias("mv"), METRIC.alias("m")  # also inside a join
+    value = metric_value.c.value
     where = [
-        METRIC_VALUE.c.completion_id == INTERACTION.c.completion_id,
-        METRIC.c.id == METRIC_VALUE.c.metric_id,
-        METRIC.c.key == key,
+        metric_value.c.completion_id == INTERACTION.c.completion_id,
+        metric.c.id == metric_value.c.metric_id,
+        metric.c.key == key,
     ]
     if gt is not None:
         where.append(value > gt)
@@ -222,7 +264,7 @@ def metric_condition(
         where.append(value <= lte)
     if eq is not None:
         where.append(value == eq)
-    return exists().where(*where)
+    return exists().where(*where).correlate(INTERACTION)
 
 
 def _uuid(value: uuid.UUID | str, name: str) -> uuid.UUID:
@@ -232,6 +274,193 @@ def _uuid(value: uuid.UUID | str, name: str) -> uuid.UUID:
         return uuid.UUID(str(value))
     except ValueError:
         raise InvalidInputError(f"{name} must be a UUID, not {value!r}") from None
+
+
+# The shared filter grammar (store.filters) ----------------------------------------------------
+
+_COMPARE: dict[str, Callable[[Any, float], Condition]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "=": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def label_filter_condition(label: LabelFilter, *, project_id: int | None = None) -> Condition:
+    """One label condition of the grammar; `k!=v` is also true when the interaction has no `k`."""
+    if label.op == "exists":
+        return label_condition(label.key, project_id=project_id)
+    if label.op == "!=":
+        return not_(label_condition(label.key, label.values[:1], project_id=project_id))
+    return label_condition(label.key, label.values, project_id=project_id)
+
+
+def metric_mean(key: str) -> ScalarSelect[Any]:
+    """The mean of the interaction's values of metric `key` (NULL when it has none)."""
+    metric_value, metric = METRIC_VALUE.alias("mv"), METRIC.alias("m")
+    return (
+        select(func.avg(metric_value.c.value))
+        .select_from(metric_value.join(metric, metric.c.id == metric_value.c.metric_id))
+        .where(metric_value.c.completion_id == INTERACTION.c.completion_id, metric.c.key == key)
+        .correlate(INTERACTION)
+        .scalar_subquery()
+    )
+
+
+def metric_filter_condition(metric: MetricFilter) -> Condition:
+    """A metric condition of the grammar: the mean of the interaction's values of the metric
+    compared with the number (as in analytics); an interaction without values never matches."""
+    return _COMPARE[metric.op](metric_mean(metric.key), metric.value)
+
+
+def filter_conditions(filters: Filters, *, project_id: int | None = None) -> list[Condition]:
+    """The shared filters as conditions over `interaction`, all to hold (AND).
+
+    The caller still restricts the scope; `project_id` (the scope's project, if one) lets label
+    conditions use the (project, key, value) index. Text search is analytics' (its copy holds
+    the prompt as text): here it is refused rather than answered differently.
+    """
+    check_condition_counts(labels=len(filters.label_filters), metrics=len(filters.metric_filters))
+    if filters.search:
+        raise InvalidInputError("search is answered by analytics and exports, not by read-back")
+    where: list[Condition] = []
+    for column, table, key in (
+        (INTERACTION.c.project_id, PROJECT, filters.project),
+        (INTERACTION.c.model_id, MODEL, filters.model),
+        (INTERACTION.c.ab_test_id, AB_TEST, filters.ab_test),
+    ):
+        if key is not None:
+            where.append(column.in_(select(table.c.id).where(table.c.key == key)))
+    if filters.variant is not None:
+        where.append(INTERACTION.c.ab_variant == filters.variant)
+    if filters.user is not None:
+        where.append(user_condition(filters.user))
+    if filters.status is not None:
+        where.append(status_condition([filters.status]))
+    if filters.session is not None:
+        where.append(session_condition(filters.session))
+    if filters.since is not None or filters.until is not None:
+        where.append(time_condition(parse_time(filters.since), parse_time(filters.until)))
+    where += [label_filter_condition(f, project_id=project_id) for f in filters.label_filters]
+    where += [metric_filter_condition(f) for f in filters.metric_filters]
+    return where
+
+
+def _in_scope(column: Any, project_id: int | None, project_key: str | None) -> list[Condition]:
+    where: list[Condition] = []
+    if project_id is not None:
+        where.append(column == project_id)
+    if project_key is not None:
+        where.append(column.in_(select(PROJECT.c.id).where(PROJECT.c.key == project_key)))
+    return where
+
+
+def check_metric_keys(connection: Connection, filters: Filters, project_id: int | None) -> None:
+    """InvalidInputError naming the valid metrics when a metric condition of FILTERS names a
+    metric that no project in scope has (PROJECT_ID, or every project when None; narrowed by
+    `filters.project`)."""
+    check_metric_names(
+        connection,
+        [metric.key for metric in filters.metric_filters],
+        project_id=project_id,
+        project_key=filters.project,
+    )
+
+
+def check_metric_names(
+    connection: Connection,
+    keys: Iterable[str],
+    *,
+    project_id: int | None,
+    project_key: str | None = None,
+) -> None:
+    """InvalidInputError naming the valid metrics when one of KEYS is no metric in scope."""
+    wanted = set(keys)
+    if not wanted:
+        return
+    statement = select(METRIC.c.key).distinct()
+    statement = statement.where(*_in_scope(METRIC.c.project_id, project_id, project_key))
+    known = sorted(set(connection.scalars(statement)))
+    unknown = sorted(wanted.difference(known))
+    if not unknown:
+        return
+    if not known:
+        valid = "no metric is registered in scope (`interlog metrics create` registers one)"
+    else:
+        valid = "valid metrics: " + ", ".join(known[:_LISTED_METRICS])
+        if len(known) > _LISTED_METRICS:
+            valid += f" and {len(known) - _LISTED_METRICS} more"
+    raise InvalidInputError(f"unknown metric {', '.join(map(repr, unknown))}; {valid}")
+
+
+def label_key_warnings(
+    connection: Connection, filters: Filters, project_id: int | None
+) -> list[str]:
+    """A warning per label key of FILTERS that no interaction in scope has (PROJECT_ID, or every
+    project when None; narrowed by `filters.project`), e.g. "no interaction has label key
+    'project'; to filter by project use project=...". One EXISTS per key on the label index."""
+    missing = missing_label_keys(
+        connection,
+        [label.key for label in filters.label_filters],
+        project_id=project_id,
+        project_key=filters.project,
+    )
+    return [missing_label_key_warning(key) for key in missing]
+
+
+def missing_label_keys(
+    connection: Connection,
+    keys: Iterable[str],
+    *,
+    project_id: int | None,
+    project_key: str | None = None,
+) -> list[str]:
+    """The KEYS that no interaction in scope has as a label, in order, without repeats.
+
+    Each key is one EXISTS on the (project_id, key, value) index, all in one statement; without
+    a project id, per project (a handful of rows), so the index still leads with project_id."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return []
+    probes = []
+    for index, key in enumerate(wanted):
+        if project_id is not None:
+            scope = _in_scope(LABEL.c.project_id, project_id, project_key)
+            probe = exists().where(*scope, LABEL.c.key == key)
+        else:
+            project = PROJECT.alias(f"p{index}")
+            has_key = exists().where(LABEL.c.project_id == project.c.id, LABEL.c.key == key)
+            projects = select(literal(1)).select_from(project).where(has_key)
+            if project_key is not None:
+                projects = projects.where(project.c.key == project_key)
+            probe = projects.exists()
+        probes.append(probe.label(f"k{index}"))
+    found = connection.execute(select(*probes)).one()
+    return [key for key, present in zip(wanted, found, strict=True) if not present]
+
+
+def check_filter_keys(
+    engine: Engine,
+    *,
+    label_keys: Iterable[str],
+    metric_keys: Iterable[str],
+    project_id: int | None,
+    guard: ReadGuard | None = None,
+) -> list[str]:
+    """For filters given as keys (GraphQL's trees): InvalidInputError for an unknown metric,
+    and the warnings of the absent label keys."""
+    with read_connection(engine, guard) as connection:
+        check_metric_names(connection, metric_keys, project_id=project_id)
+        missing = missing_label_keys(connection, label_keys, project_id=project_id)
+    return [missing_label_key_warning(key) for key in missing]
+
+
+def _matches_nothing(filters: Filters, missing: Sequence[str]) -> bool:
+    """Whether a label condition needs a key that no interaction in scope has."""
+    absent = set(missing)
+    return any(f.key in absent and f.op != "!=" for f in filters.label_filters)
 
 
 # Cursors ------------------------------------------------------------------------------------
@@ -371,19 +600,37 @@ def list_interactions(
     *,
     project_id: int | None,
     conditions: Sequence[Condition] = (),
+    filters: Filters | None = None,
     limit: int = 50,
     cursor: str | None = None,
     ascending: bool = False,
+    guard: ReadGuard | None = None,
 ) -> Page:
-    """A page of interactions matching every condition, newest first unless `ascending`."""
+    """A page of interactions matching every condition and FILTERS, newest first unless
+    `ascending`. FILTERS' metric names must exist in scope (InvalidInputError otherwise); its
+    label keys that no interaction in scope has come back as `warnings`."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE}")
     where = _scope(project_id, conditions)
+    if filters is not None:
+        where += filter_conditions(filters, project_id=project_id)
     paged = [*where, _after_cursor(cursor, ascending=ascending)] if cursor else where
     created, cid = INTERACTION.c.created_at, INTERACTION.c.completion_id
     order = [created.asc(), cid.asc()] if ascending else [created.desc(), cid.desc()]
     statement = _interaction_select().where(*paged).order_by(*order).limit(limit + 1)
-    with engine.connect() as connection:
+    warnings: list[str] = []
+    with read_connection(engine, guard) as connection:
+        if filters is not None:
+            check_metric_keys(connection, filters, project_id)
+            missing = missing_label_keys(
+                connection,
+                [label.key for label in filters.label_filters],
+                project_id=project_id,
+                project_key=filters.project,
+            )
+            warnings = [missing_label_key_warning(key) for key in missing]
+            if _matches_nothing(filters, missing):
+                return Page(items=[], next_cursor=None, total_count=0, warnings=warnings)
         rows = list(connection.execute(statement))
         total = connection.execute(
             select(func.count()).select_from(INTERACTION).where(*where)
@@ -393,11 +640,15 @@ def list_interactions(
     if len(rows) > limit:
         last = views[-1]
         next_cursor = encode_cursor(last.created_at, last.completion_id)
-    return Page(items=views, next_cursor=next_cursor, total_count=int(total))
+    return Page(items=views, next_cursor=next_cursor, total_count=int(total), warnings=warnings)
 
 
 def find_interaction(
-    engine: Engine, *, completion_id: uuid.UUID | str, project_id: int | None
+    engine: Engine,
+    *,
+    completion_id: uuid.UUID | str,
+    project_id: int | None,
+    guard: ReadGuard | None = None,
 ) -> InteractionView | None:
     """One interaction of the project (any project when project_id is None), or None."""
     try:
@@ -405,23 +656,31 @@ def find_interaction(
     except InvalidInputError:
         return None
     where = _scope(project_id, [INTERACTION.c.completion_id == target])
-    with engine.connect() as connection:
+    with read_connection(engine, guard) as connection:
         rows = list(connection.execute(_interaction_select().where(*where)))
         return _views(connection, rows)[0] if rows else None
 
 
 def get_interaction(
-    engine: Engine, *, completion_id: uuid.UUID | str, project_id: int | None
+    engine: Engine,
+    *,
+    completion_id: uuid.UUID | str,
+    project_id: int | None,
+    guard: ReadGuard | None = None,
 ) -> InteractionView:
     """One interaction; NotFoundError naming the completion id when it is not visible."""
-    view = find_interaction(engine, completion_id=completion_id, project_id=project_id)
+    view = find_interaction(engine, completion_id=completion_id, project_id=project_id, guard=guard)
     if view is None:
         raise NotFoundError("completion", completion_id)
     return view
 
 
 def group_by_model(
-    engine: Engine, *, project_id: int | None, conditions: Sequence[Condition] = ()
+    engine: Engine,
+    *,
+    project_id: int | None,
+    conditions: Sequence[Condition] = (),
+    guard: ReadGuard | None = None,
 ) -> list[Group]:
     """Interaction counts and per-metric value statistics for each model, by model key."""
     where = _scope(project_id, conditions)
@@ -451,7 +710,7 @@ def group_by_model(
         .group_by(INTERACTION.c.model_id, *_METRIC_COLUMNS)
         .order_by(METRIC.c.key)
     )
-    with engine.connect() as connection:
+    with read_connection(engine, guard) as connection:
         count_rows = list(connection.execute(counts))
         stat_rows = list(connection.execute(stats))
     by_model: dict[int | None, list[MetricStats]] = {}

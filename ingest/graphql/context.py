@@ -15,7 +15,15 @@ from sqlalchemy import Engine
 from strawberry.fastapi import BaseContext
 
 from ingest.auth import authenticate
-from store.errors import AlreadyExistsError, InvalidInputError, NotFoundError, StoreError
+from ingest.reads import run_read
+from store.errors import (
+    AlreadyExistsError,
+    InvalidInputError,
+    NotFoundError,
+    QueryCancelledError,
+    StoreError,
+    ValueOutOfRangeError,
+)
 from store.keys import Principal
 from store.metrics import find_project, project_by_id
 from store.models import Project
@@ -24,7 +32,13 @@ T = TypeVar("T")
 
 
 class ExpectedError(Exception):
-    """An error meant for the client (shown as is, not logged as a server fault)."""
+    """An error meant for the client (shown as is, not logged as a server fault); CODE, when
+    given, is also in the error's `extensions` (graphql-core copies them from the exception)."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.extensions = {"code": code, "type": "invalid_request_error"}
 
 
 class EntityNotFound(ExpectedError):
@@ -33,8 +47,8 @@ class EntityNotFound(ExpectedError):
 
 
 class InvalidInput(ExpectedError):
-    def __init__(self, message: str) -> None:
-        super().__init__(f"InvalidInput: {message}")
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(f"InvalidInput: {message}", code=code)
 
 
 class AlreadyExists(ExpectedError):
@@ -42,11 +56,24 @@ class AlreadyExists(ExpectedError):
         super().__init__(f"AlreadyExists: {message}")
 
 
+class QueryStopped(ExpectedError):
+    """A read stopped by the read timeout (`extensions.code` query_timeout) or cancelled."""
+
+    def __init__(self, error: QueryCancelledError) -> None:
+        super().__init__(f"QueryTimeout: {error}" if error.timed_out else f"Cancelled: {error}")
+        code = "query_timeout" if error.timed_out else "cancelled"
+        self.extensions = {"code": code, "type": "server_error"}
+
+
 def graphql_error(error: StoreError) -> ExpectedError:
     if isinstance(error, NotFoundError):
         return EntityNotFound(str(error))
     if isinstance(error, AlreadyExistsError):
         return AlreadyExists(str(error))
+    if isinstance(error, ValueOutOfRangeError):
+        return InvalidInput(str(error), code=error.code)
+    if isinstance(error, QueryCancelledError):
+        return QueryStopped(error)
     return InvalidInput(str(error))
 
 
@@ -68,6 +95,17 @@ class GraphQLContext(BaseContext):
         self.engine: Engine = request.app.state.engine
         self.metric_usage: dict[int, tuple[bool, bool]] = {}
         self._projects: dict[int, Project | None] = {}
+        #: Warnings for the answer's `extensions` (e.g. a label key no interaction has).
+        self.warnings: list[str] = []
+
+    async def read(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A store read (taking `guard=`) under the read timeout, cancelled if the client
+        goes away (ingest/reads.py); store errors become client-facing GraphQL errors."""
+        assert isinstance(self.request, Request)
+        try:
+            return await run_read(self.request, function, *args, **kwargs)
+        except StoreError as exc:
+            raise graphql_error(exc) from exc
 
     @property
     def visible_project_id(self) -> int | None:

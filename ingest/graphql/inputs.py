@@ -1,12 +1,16 @@
 """Input types with Adaptive's names, and their translation into store read-back conditions.
 
 The advanced filter is a tree (`and` / `or` / `not` over leaf conditions); each leaf maps to one
-store.readback condition, so GraphQL and REST filter with the same SQL.
+store.readback condition, so GraphQL and REST filter with the same SQL. Label and score leaves
+are conditions of the shared grammar (store.filters): `neq` on a label is also true when the key
+is absent, a score bound compares the mean of the completion's values. `filter_leaves` collects
+them all, for the caps and for the checks of metric and label names.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import strawberry
@@ -15,12 +19,14 @@ from sqlalchemy import and_, not_, or_, true
 from ingest.graphql.context import InvalidInput
 from ingest.graphql.scalars import JSON, IdOrKey, InputDatetime
 from ingest.graphql.types import CompletionSource, MetricKind, MetricScoringType, SortDirection
+from store import filters as grammar
 from store.readback import (
     INTERACTION,
     Condition,
     completion_condition,
-    label_condition,
+    label_filter_condition,
     metric_condition,
+    metric_filter_condition,
     model_condition,
     session_condition,
     source_condition,
@@ -182,14 +188,45 @@ def _string_condition(
     return and_(*parts)
 
 
+def _label_filters(condition: LabelCondition) -> list[grammar.LabelFilter]:
+    """The grammar's label conditions of one label leaf (all must hold)."""
+    key, value = condition.key, condition.value
+    if value is None:
+        return [grammar.LabelFilter(key, "exists")]
+    labels = []
+    if value.eq is not None:
+        labels.append(grammar.LabelFilter(key, "=", (value.eq,)))
+    if value.in_ is not None:
+        labels.append(grammar.LabelFilter(key, "in", tuple(value.in_)))
+    if value.neq is not None:
+        labels.append(grammar.LabelFilter(key, "!=", (value.neq,)))
+    if not labels:
+        raise InvalidInput("label condition needs `eq`, `in` or `neq`")
+    return labels
+
+
 def _label(condition: LabelCondition, project_id: int | None) -> Condition:
-    if condition.value is None:
-        return label_condition(condition.key, project_id=project_id)
-    return _string_condition(
-        condition.value,
-        lambda values: label_condition(condition.key, values, project_id=project_id),
-        "label",
-    )
+    labels = _label_filters(condition)
+    return and_(*[label_filter_condition(label, project_id=project_id) for label in labels])
+
+
+_BOUNDS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=", "neq": "!="}
+
+
+def _metric_filters(metric: str, bounds: Any) -> list[grammar.MetricFilter]:
+    """The grammar's metric conditions of one score leaf; none: it only needs a value."""
+    return [
+        grammar.MetricFilter(metric, op, float(getattr(bounds, name)))  # type: ignore[arg-type]
+        for name, op in _BOUNDS.items()
+        if getattr(bounds, name, None) is not None
+    ]
+
+
+def _score(metric: str, bounds: Any) -> Condition:
+    metrics = _metric_filters(metric, bounds)
+    if not metrics:
+        return metric_condition(metric)
+    return and_(*[metric_filter_condition(m) for m in metrics])
 
 
 def _text(condition: TextCondition) -> Condition:
@@ -220,16 +257,7 @@ def expression_condition(
     if expression.label is not None:
         parts.append(_label(expression.label, project_id))
     if expression.scores is not None:
-        bounds = expression.scores.value or FloatNumericCondition()
-        condition = metric_condition(
-            expression.scores.metric,
-            gt=bounds.gt, gte=bounds.gte, lt=bounds.lt, lte=bounds.lte, eq=bounds.eq,
-        )  # fmt: skip
-        if bounds.neq is not None:
-            condition = and_(
-                condition, not_(metric_condition(expression.scores.metric, eq=bounds.neq))
-            )
-        parts.append(condition)
+        parts.append(_score(expression.scores.metric, expression.scores.value))
     if expression.source is not None:
         parts.append(source_condition([expression.source.value]))
     if expression.session_id is not None:
@@ -260,13 +288,9 @@ def filter_conditions(
     if filter.user_id is not None:
         conditions.append(user_condition(filter.user_id))
     for label in filter.labels or ():
-        conditions.append(label_condition(label.key, label.value, project_id=project_id))
+        conditions.append(label_filter_condition(_simple_label(label), project_id=project_id))
     for score in filter.scores or ():
-        conditions.append(
-            metric_condition(
-                score.metric, gt=score.gt, gte=score.gte, lt=score.lt, lte=score.lte, eq=score.eq
-            )
-        )
+        conditions.append(_score(score.metric, score))
     if filter.completion_id is not None:
         conditions.append(completion_condition([filter.completion_id]))
     if filter.source:
@@ -274,6 +298,48 @@ def filter_conditions(
     if filter.advanced_filter is not None:
         conditions.append(expression_condition(filter.advanced_filter, project_id))
     return conditions
+
+
+def _simple_label(label: LabelFilter) -> grammar.LabelFilter:
+    if label.value is None:
+        return grammar.LabelFilter(label.key, "exists")
+    values = tuple(label.value)
+    return grammar.LabelFilter(label.key, "=" if len(values) == 1 else "in", values)
+
+
+@dataclass
+class FilterLeaves:
+    """Every label and metric condition of a filter, wherever it sits in the tree."""
+
+    labels: list[grammar.LabelFilter] = field(default_factory=list)
+    metric_keys: list[str] = field(default_factory=list)  # one entry per metric condition
+
+    def check_counts(self) -> None:
+        """InvalidInputError beyond the grammar's caps of label and metric conditions."""
+        grammar.check_condition_counts(labels=len(self.labels), metrics=len(self.metric_keys))
+
+    def add_score(self, metric: str, bounds: Any) -> None:
+        self.metric_keys += [metric] * max(1, len(_metric_filters(metric, bounds)))
+
+    def add_expression(self, expression: CompletionFilterExpression) -> None:
+        for child in [*(expression.and_ or ()), *(expression.or_ or ())]:
+            self.add_expression(child)
+        if expression.not_ is not None:
+            self.add_expression(expression.not_)
+        if expression.label is not None:
+            self.labels += _label_filters(expression.label)
+        if expression.scores is not None:
+            self.add_score(expression.scores.metric, expression.scores.value)
+
+
+def filter_leaves(filter: ListCompletionsFilterInput) -> FilterLeaves:
+    """The label and metric conditions of the simple fields and of the advanced filter."""
+    leaves = FilterLeaves(labels=[_simple_label(label) for label in filter.labels or ()])
+    for score in filter.scores or ():
+        leaves.add_score(score.metric, score)
+    if filter.advanced_filter is not None:
+        leaves.add_expression(filter.advanced_filter)
+    return leaves
 
 
 DEFAULT_PAGE = 100

@@ -11,10 +11,11 @@ import logging
 import re
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
@@ -37,6 +38,7 @@ from ingest.graphql.inputs import (
     ScoreAddInput,
     ascending_order,
     filter_conditions,
+    filter_leaves,
     page_window,
 )
 from ingest.graphql.scalars import SCALARS, IdOrKey, to_timestamp
@@ -50,11 +52,12 @@ from ingest.graphql.types import (
     PageInfo,
 )
 from ingest.pending import wait_for_completions
-from store.errors import NotFoundError, StoreError
+from store.errors import InvalidInputError, NotFoundError, StoreError
 from store.feedback import add_metric_value, coerce_value, completion_projects
 from store.metrics import create_metric, list_metrics, lookup_metric_in
 from store.readback import (
     Condition,
+    check_filter_keys,
     find_interaction,
     group_by_model,
     list_interactions,
@@ -77,9 +80,25 @@ Ctx = Info[GraphQLContext, None]
 async def _scoped_conditions(
     info: Ctx, filter: ListCompletionsFilterInput
 ) -> tuple[int, list[Condition]]:
+    """The filter's conditions in its project, after the checks of the shared grammar: the caps
+    on label and metric conditions, metric names that exist; absent label keys are warnings."""
+    leaves = filter_leaves(filter)
+    try:
+        leaves.check_counts()
+    except InvalidInputError as exc:
+        raise graphql_error(exc) from exc
     project = await info.context.project(str(filter.project))
     assert project.id is not None
-    return project.id, filter_conditions(filter, project.id)
+    conditions = filter_conditions(filter, project.id)
+    warnings = await info.context.read(
+        check_filter_keys,
+        info.context.engine,
+        label_keys=[label.key for label in leaves.labels],
+        metric_keys=leaves.metric_keys,
+        project_id=project.id,
+    )
+    info.context.warnings += [w for w in warnings if w not in info.context.warnings]
+    return project.id, conditions
 
 
 async def _connection(
@@ -91,7 +110,7 @@ async def _connection(
     order: list[OrderPair] | None,
 ) -> CompletionConnection:
     limit, cursor = page_window(page)
-    result = await run_store(
+    result = await info.context.read(
         list_interactions,
         info.context.engine,
         project_id=project_id,
@@ -244,7 +263,7 @@ class Query:
     async def completion(self, info: Ctx, project: IdOrKey, id: uuid.UUID) -> Completion | None:
         """One interaction of the project, or null."""
         scoped = await info.context.project(str(project))
-        view = await run_store(
+        view = await info.context.read(
             find_interaction, info.context.engine, completion_id=id, project_id=scoped.id
         )
         return Completion.from_view(view) if view is not None else None
@@ -276,7 +295,7 @@ class Query:
         if group_by != CompletionGroupBy.MODEL:
             raise InvalidInput("only groupBy: MODEL is supported")
         project_id, conditions = await _scoped_conditions(info, filter)
-        groups = await run_store(
+        groups = await info.context.read(
             group_by_model, info.context.engine, project_id=project_id, conditions=conditions
         )
         if not ascending_order(order, default_ascending=True):
@@ -306,6 +325,14 @@ def _is_expected(error: GraphQLError) -> bool:
     return error.path is None or isinstance(error.original_error, ExpectedError)
 
 
+class AnswerWarnings(SchemaExtension):
+    """Puts the resolvers' warnings (GraphQLContext.warnings) in the answer's `extensions`."""
+
+    def get_results(self) -> dict[str, Any]:
+        warnings = getattr(self.execution_context.context, "warnings", None)
+        return {"warnings": list(warnings)} if warnings else {}
+
+
 class InterlogSchema(strawberry.Schema):
     """Logs only unexpected resolver failures; client errors are answered, not logged."""
 
@@ -321,5 +348,8 @@ schema = InterlogSchema(
     query=merge_types("Query", (Query, AbQuery)),  # A/B campaigns: ingest/graphql/abtests.py
     mutation=merge_types("Mutation", (Mutation, AbMutation)),
     config=StrawberryConfig(scalar_map=SCALARS),
-    extensions=[lambda: MaskErrors(should_mask_error=lambda error: not _is_expected(error))],
+    extensions=[
+        lambda: MaskErrors(should_mask_error=lambda error: not _is_expected(error)),
+        AnswerWarnings,
+    ],
 )

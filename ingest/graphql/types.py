@@ -206,7 +206,7 @@ class ComparisonScore:
 async def _completion(
     info: Info[GraphQLContext, None], completion_id: uuid.UUID
 ) -> Completion | None:
-    view = await run_store(
+    view = await info.context.read(
         find_interaction,
         info.context.engine,
         completion_id=completion_id,

@@ -198,6 +198,20 @@ def test_bool_metric_is_scored_with_a_toggle(seeded: SeededStore) -> None:
     assert _metric_values(get_settings().database_url, target) == [(1.0, None)]
 
 
+def test_a_score_out_of_range_is_refused_with_a_message(seeded: SeededStore) -> None:
+    target = seeded.support_ids[9]
+    app = _open_interactions(signed_in_app(seeded.support_key))
+    app.selectbox(key="open_completion").select(target).run()
+    app.selectbox(key="score_metric").select("quality").run()
+    app.number_input(key="score_number").set_value(1e13)
+    _button(app, "Save score").click()  # type: ignore[attr-defined]
+    app.run()
+    assert not app.exception, app.exception
+    errors = [error.value for error in app.error]
+    assert any("metric quality: value" in e and "out of range" in e for e in errors), errors
+    assert _metric_values(get_settings().database_url, target) == []
+
+
 def test_preference_between_two_completions_is_stored(seeded: SeededStore) -> None:
     app = signed_in_app(seeded.support_key)
     app.switch_page("views/compare.py").run()

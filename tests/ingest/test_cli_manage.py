@@ -7,16 +7,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from typer.testing import CliRunner
 
 from ingest.cli import app
+from store.ab_lifecycle import get_ab_test
 from store.catalog import get_project
 from store.catalog_admin import describe_project
 from store.db import create_store_engine
+from store.feedback import METRIC_VALUE_TABLE
+from store.ids import uuid7
 from store.key_admin import list_api_keys
 from store.keys import authenticate_key, create_api_key
+from store.metrics import get_metric
 from store.settings import get_settings
+from store.types import utcnow
 from tests.interaction_seeds import log_interaction, seed_project
 
 runner = CliRunner()
@@ -100,3 +105,28 @@ def test_abtests_create_list_get_and_cancel(store: tuple[dict[str, str], Engine]
     assert "status      cancelled" in _run(env, "abtests", "get", "shop", "spring")
     _run(env, "abtests", "cancel", "shop", "spring", code=1)
     assert _run(env, "abtests", "list", "--status", "active") == ""
+
+
+def test_abtests_get_says_when_a_stored_value_out_of_range_blocks_the_test(
+    store: tuple[dict[str, str], Engine],
+) -> None:
+    env, engine = store
+    _run(
+        env, "abtests", "create", "shop", "spring", "--variant", "m1", "--variant", "m2",
+        "--metric", "quality",
+    )  # fmt: skip
+    project = get_project(engine, key="shop")
+    test = get_ab_test(engine, key="spring", project_key="shop")
+    completion_id = log_interaction(engine, project, ab_test_id=test.id, ab_variant="m2")
+    assert project.id is not None
+    metric = get_metric(engine, project_id=project.id, id_or_key="quality")
+    with engine.begin() as connection:  # as stored before values were range-checked
+        connection.execute(
+            insert(METRIC_VALUE_TABLE).values(
+                id=uuid7(), completion_id=completion_id, metric_id=metric.id, value=1e308,
+                created_at=utcnow(),
+            )
+        )  # fmt: skip
+    shown = _run(env, "abtests", "get", "shop", "spring")
+    assert "scores      m1 0, m2 1 (not enough yet)" in shown
+    assert "note        1 scored completion(s) have a metric value out of range" in shown

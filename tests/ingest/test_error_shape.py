@@ -85,6 +85,12 @@ CASES = {
         json={"model": "other", "messages": [{"role": "user", "content": "hi"}]},
     ),
     "bad completion id": ErrorCase("GET", "/api/v1/interactions/not-a-uuid", 404, "not_found"),
+    "metric value out of range": ErrorCase(
+        "POST", "/api/v1/interactions", 422, "value_out_of_range",
+        json={"model_service": "m1", "project": "shape", "completion": "a",
+              "messages": [{"role": "user", "content": "hi"}],
+              "feedbacks": [{"metric": "quality", "value": 1e13}]},
+    ),
 }  # fmt: skip
 
 

@@ -121,6 +121,38 @@ def test_feedback_of_the_wrong_kind_is_400(live_store: LiveStore, metric: str, v
     assert view.scores == []
 
 
+@pytest.mark.parametrize(
+    "value_json",
+    ["1e13", "-1e13", "1e308", "-1e308", "1e400", "NaN", "-Infinity", "1" + "0" * 400],
+)
+def test_feedback_value_out_of_range_is_422(live_store: LiveStore, value_json: str) -> None:
+    seeded = new_project(live_store)
+    completion_id = log_interaction(live_store.engine, seeded.project)
+    body = f'{{"completion_id": "{completion_id}", "metric": "quality", "value": {value_json}}}'
+    with client(live_store, seeded.secret) as http:
+        response = http.post(
+            "/api/v1/feedback", content=body, headers={"Content-Type": "application/json"}
+        )
+    message = _error(response, 422)
+    assert response.json()["error"]["code"] == "value_out_of_range"
+    assert response.json()["error"]["param"] == "value"
+    assert "metric quality" in message and ("out of range" in message or "finite" in message)
+    view = get_interaction(live_store.engine, completion_id=completion_id, project_id=seeded.id)
+    assert view.scores == []
+
+
+def test_feedback_value_at_the_limit_is_stored_exactly(live_store: LiveStore) -> None:
+    seeded = new_project(live_store)
+    completion_id = log_interaction(live_store.engine, seeded.project)
+    with client(live_store, seeded.secret) as http:
+        for value in (1e12, -1e12):
+            body = {"value": value, "completion_id": str(completion_id), "metric": "quality"}
+            response = http.post("/api/v1/feedback", json=body)
+            assert response.status_code == 201, response.text
+    view = get_interaction(live_store.engine, completion_id=completion_id, project_id=seeded.id)
+    assert sorted(s.value for s in view.scores) == [-1e12, 1e12]
+
+
 def test_feedback_for_unknown_metric_says_how_to_register_it(live_store: LiveStore) -> None:
     seeded = new_project(live_store)
     completion_id = log_interaction(live_store.engine, seeded.project)
@@ -194,6 +226,25 @@ def test_bulk_feedback_answers_each_item(live_store: LiveStore) -> None:
     assert results[4]["feedback_id"] == results[5]["feedback_id"]
     view = get_interaction(live_store.engine, completion_id=completion_id, project_id=mine.id)
     assert sorted(s.value for s in view.scores) == [1.0, 1.5]
+
+
+def test_bulk_feedback_out_of_range_fails_alone_with_422(live_store: LiveStore) -> None:
+    seeded = new_project(live_store)
+    completion_id = str(log_interaction(live_store.engine, seeded.project))
+    values = [1e12, 1e13, -1e13, 1e308, -1e12]
+    items = [{"value": v, "completion_id": completion_id, "metric": "quality"} for v in values]
+    with client(live_store, seeded.secret) as http:
+        response = http.post("/api/v1/feedback/bulk", json={"items": items})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["succeeded"], body["failed"]) == (2, 3)
+    errors = [r["error"] for r in body["results"]]
+    assert [e["status"] if e else 201 for e in errors] == [201, 422, 422, 422, 201]
+    assert [e["code"] for e in errors if e] == ["value_out_of_range"] * 3
+    view = get_interaction(
+        live_store.engine, completion_id=uuid.UUID(completion_id), project_id=seeded.id
+    )
+    assert sorted(s.value for s in view.scores) == [-1e12, 1e12]
 
 
 def test_comparison_of_two_completion_ids_with_a_tie(live_store: LiveStore) -> None:

@@ -121,6 +121,33 @@ def test_sdk_013_add_direct_feedback_is_accepted(
     assert uuid.UUID(body["data"]["addDirectFeedback"]["id"])
 
 
+ADD_SCORE = """mutation($c: UUID!, $v: JSON!) {
+  addDirectScore(completionId: $c, metricId: "quality", input: {value: $v}) { value }
+}"""
+
+
+@pytest.mark.parametrize("value", [1e13, -1e13, 1e308])
+def test_score_out_of_range_is_refused_in_the_graphql_shape(
+    live_store: LiveStore, value: float
+) -> None:
+    seeded = new_project(live_store)
+    completion_id = str(log_interaction(live_store.engine, seeded.project))
+    body = _post(live_store, seeded.secret, ADD_SCORE, {"c": completion_id, "v": value})
+    [error] = body["errors"]
+    assert error["message"].startswith("InvalidInput: metric quality: value")
+    assert "out of range" in error["message"]
+    assert error["extensions"] == {"code": "value_out_of_range", "type": "invalid_request_error"}
+    assert body["data"] is None
+
+
+def test_score_at_the_limit_is_stored(live_store: LiveStore) -> None:
+    seeded = new_project(live_store)
+    completion_id = str(log_interaction(live_store.engine, seeded.project))
+    for value in (1e12, -1e12):
+        body = _post(live_store, seeded.secret, ADD_SCORE, {"c": completion_id, "v": value})
+        assert body["data"]["addDirectScore"] == {"value": value}, body
+
+
 @pytest.mark.parametrize(
     ("query", "variables", "fragment"),
     [

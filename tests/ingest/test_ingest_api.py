@@ -131,6 +131,40 @@ def test_feedback_for_unknown_metric_is_404_and_keeps_nothing(
     assert _count(engine, INTERACTION_TABLE) == 0
 
 
+@pytest.mark.parametrize("value", [1e13, -1e13, 1e308])
+def test_feedback_value_out_of_range_is_422_and_keeps_nothing(
+    server: Server, engine: Engine, value: float
+) -> None:
+    body = _item(feedbacks=[{"metric": "quality", "value": value}])
+    response = _post(server, "/api/v1/interactions", body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["code"], error["param"]) == ("value_out_of_range", "value")
+    assert "metric quality" in error["message"] and "out of range" in error["message"]
+    assert _count(engine, INTERACTION_TABLE) == 0
+
+
+def test_bulk_item_with_a_feedback_out_of_range_fails_alone(server: Server, engine: Engine) -> None:
+    items = [
+        _item(completion="in range", feedbacks=[{"metric": "quality", "value": -1e12}]),
+        _item(completion="huge", feedbacks=[{"metric": "quality", "value": 1e308}]),
+        _item(completion="too low", feedbacks=[{"metric": "quality", "value": -1e13}]),
+        _item(completion="top", feedbacks=[{"metric": "quality", "value": 1e12}]),
+    ]
+    response = _post(server, "/api/v1/interactions/bulk", {"interactions": items})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (2, 2)
+    codes = [r["error"]["code"] if r["error"] else None for r in body["results"]]
+    assert codes == [None, "value_out_of_range", "value_out_of_range", None]
+    with engine.connect() as connection:
+        stored = connection.execute(select(INTERACTION_TABLE.c.completion)).scalars().all()
+        values = connection.execute(select(MetricValue.value)).scalars().all()  # type: ignore[call-overload]
+    assert sorted(stored) == ["in range", "top"]
+    assert sorted(values) == [-1e12, 1e12]
+
+
 def test_bulk_keeps_good_items_and_reports_each_bad_one(server: Server, engine: Engine) -> None:
     items = [
         _item(completion="first", labels={"k": "v"}),

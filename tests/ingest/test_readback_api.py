@@ -70,6 +70,8 @@ def _list(live: LiveStore, secret: str, **params: Any) -> list[str]:
         ({"label": "team=a"}, ["old"]),
         ({"label": "team=a|b"}, ["mid", "old"]),
         ({"label": "env"}, ["mid"]),
+        ({"label": "env!=prod"}, ["new", "bare", "old"]),  # also without the key
+        ({"label": ["env!=prod", "team"]}, ["new", "old"]),
         ({"label": ["team=b", "env=prod"]}, ["mid"]),
         ({"model": "m1"}, ["new", "old"]),
         ({"model": ["m1", "m2"]}, ["new", "mid", "old"]),
@@ -77,6 +79,9 @@ def _list(live: LiveStore, secret: str, **params: Any) -> list[str]:
         ({"user_id": "alice"}, ["old"]),
         ({"status": "error"}, ["new"]),
         ({"metric": "quality>=0.5"}, ["new", "mid"]),
+        ({"where": "quality>=0.5"}, ["new", "mid"]),
+        ({"metric": "quality!=0.5"}, ["mid", "old"]),
+        ({"user": "alice"}, ["old"]),
         ({"metric": ["quality>0.1", "quality<0.6"]}, ["new", "old"]),
         ({"metric": "thumbs=true"}, []),
     ],
@@ -156,7 +161,17 @@ def test_another_projects_interaction_is_404(
 
 
 @pytest.mark.parametrize(
-    "params", [{"label": "bad key=x"}, {"metric": "quality~1"}, {"since": "2025-01-01T00:00:00"}]
+    "params",
+    [
+        {"label": "bad key=x"},
+        {"metric": "quality~1"},
+        {"since": "2025-01-01T00:00:00"},
+        {"label": [f"k{i}" for i in range(51)]},
+        {"metric": [f"quality>{i}" for i in range(21)]},
+        {"metric": "nosuch>1"},
+        {"status": "failed"},
+        {"session": "not-a-uuid"},
+    ],
 )
 def test_bad_filters_are_400(
     live_store: LiveStore, history: tuple[SeededProject, dict[str, uuid.UUID]], params: dict
@@ -165,3 +180,18 @@ def test_bad_filters_are_400(
     with client(live_store, seeded.secret) as http:
         response = http.get("/api/v1/interactions", params=params)
     assert response.status_code == 400, response.text
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_label_key_absent_from_the_project_is_a_warning(
+    live_store: LiveStore, history: tuple[SeededProject, dict[str, uuid.UUID]]
+) -> None:
+    seeded, _ = history
+    with client(live_store, seeded.secret) as http:
+        body = http.get("/api/v1/interactions", params={"label": "project=x"}).json()
+        known = http.get("/api/v1/interactions", params={"label": "team"}).json()
+    assert (body["data"], body["total_count"]) == ([], 0)
+    assert body["warnings"] == [
+        "no interaction has label key 'project'; to filter by project use project=..."
+    ]
+    assert known["warnings"] == [] and known["total_count"] == 3

@@ -7,8 +7,14 @@ import uuid
 import pytest
 from sqlalchemy import Engine, func, select
 
-from store.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from store.errors import (
+    AlreadyExistsError,
+    InvalidInputError,
+    NotFoundError,
+    ValueOutOfRangeError,
+)
 from store.feedback import (
+    METRIC_VALUE_LIMIT,
     TextCompletion,
     add_comparison,
     add_metric_value,
@@ -95,6 +101,40 @@ def test_value_is_coerced_by_the_metric_kind(kind: str, value: object, stored: f
 def test_value_of_the_wrong_kind_is_refused(kind: str, value: object) -> None:
     with pytest.raises(InvalidInputError, match=r"metric m is a|must be finite"):
         coerce_value(Metric(key="m", name="m", kind=kind, project_id=1), value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [("scalar", 1e13), ("scalar", -1e13), ("scalar", 1e308), ("scalar", -1e308),
+     ("scalar", 10**12 + 1), ("scalar", 10**400), ("scalar", float("inf")),
+     ("scalar", float("-inf")), ("scalar", float("nan")), ("bool", float("nan"))],
+)  # fmt: skip
+def test_value_not_finite_or_out_of_range_is_refused(kind: str, value: object) -> None:
+    with pytest.raises(ValueOutOfRangeError, match=r"metric m: value .*(out of range|finite)"):
+        coerce_value(Metric(key="m", name="m", kind=kind, project_id=1), value)
+
+
+@pytest.mark.parametrize("value", [METRIC_VALUE_LIMIT, -METRIC_VALUE_LIMIT, 10**12, -(10**12)])
+def test_value_at_the_limit_is_kept_exactly(value: float) -> None:
+    metric = Metric(key="m", name="m", kind="scalar", project_id=1)
+    assert coerce_value(metric, value) == float(value)
+
+
+def test_out_of_range_value_fails_only_its_own_bulk_item(engine: Engine) -> None:
+    project = seed_project(engine, "p1")
+    assert project.id is not None
+    completion_id = log_interaction(engine, project)
+    values = [1e12, 1e13, -1e308, -1e12]
+    items = [{"metric": "quality", "value": v, "completion_id": completion_id} for v in values]
+    results = add_metric_values_bulk(engine, project_id=project.id, values=items)
+    assert [type(r.error).__name__ if r.error else None for r in results] == [
+        None, "ValueOutOfRangeError", "ValueOutOfRangeError", None,
+    ]  # fmt: skip
+    with pytest.raises(ValueOutOfRangeError):  # all or nothing: nothing more is stored
+        add_metric_values(engine, project_id=project.id, values=items)
+    with engine.connect() as connection:
+        stored = connection.execute(select(MetricValue.value)).scalars().all()  # type: ignore[call-overload]
+    assert sorted(stored) == [-1e12, 1e12]
 
 
 def test_metric_values_are_stored_with_details_and_user(engine: Engine) -> None:
