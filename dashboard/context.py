@@ -14,8 +14,8 @@ from datetime import datetime
 import streamlit as st
 from sqlalchemy import Engine
 
+from store.analytics.version import DataVersion, data_version
 from store.catalog import list_projects
-from store.data_version import DataVersion, data_version
 from store.db import create_store_engine
 from store.keys import Principal
 from store.settings import Settings, get_settings

@@ -22,13 +22,13 @@ from dashboard.context import PageContext, sync_on_next_run
 from store import analytics
 from store.ab_catalog import AbTestInfo, list_ab_tests
 from store.ab_report import AbTestReport
+from store.analytics.overview import Overview
+from store.analytics.overview import overview as store_overview
 from store.catalog import list_models, project_models
 from store.filters import Filters
 from store.keys import Principal
 from store.metrics import list_metrics
 from store.models import Metric
-from store.overview import Overview
-from store.overview import overview as store_overview
 from store.readback import (
     InteractionView,
     find_interaction,

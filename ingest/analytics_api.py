@@ -1,6 +1,10 @@
 """REST analytics for notebooks on the gateway URL: summary, label pickers, A/B test reports.
 
 The same questions as `store.analytics`, with the same filters as the export, scoped by the key.
+Each runs in a worker thread under the read timeout and is cancelled when the client goes away
+(ingest/reads.py). Answers say how fresh they are (`freshness`: every change committed before
+`synced_at` is included; `behind` when the sync owner had not caught up) and carry `warnings`
+(label keys of the filter that no interaction in scope has).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 
 from ingest.auth import PrincipalDep, check_project_key
 from ingest.export_api import FiltersDep
+from ingest.reads import run_read
 from store import analytics
 
 if TYPE_CHECKING:  # pandas loads with the first analytics request, not with the gateway
@@ -24,8 +29,17 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return list(json.loads(frame.to_json(orient="records", date_format="iso")))
 
 
+def _answer(frame: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "data": _records(frame),
+        "synced_at": frame.attrs["synced_at"].isoformat(),
+        "freshness": frame.attrs["freshness"],
+        "warnings": frame.attrs["warnings"],
+    }
+
+
 @router.get("/summary")
-def read_summary(
+async def read_summary(
     request: Request,
     principal: PrincipalDep,
     filters: FiltersDep,
@@ -34,35 +48,47 @@ def read_summary(
     ] = None,
 ) -> dict[str, Any]:
     """Per group: count, error rate, latency/TTFT p50/p95/p99, tokens, metric means with 95% CIs."""
-    frame = analytics.summary(request.app.state.engine, filters, scope=principal, by=by)
-    return {"data": _records(frame), "synced_at": frame.attrs["synced_at"].isoformat()}
+    frame = await run_read(
+        request, analytics.summary, request.app.state.engine, filters, scope=principal, by=by
+    )
+    return _answer(frame)
 
 
 @router.get("/labels")
-def read_label_keys(
+async def read_label_keys(
     request: Request, principal: PrincipalDep, filters: FiltersDep
 ) -> dict[str, Any]:
     """Label keys used by the matching interactions."""
-    return {"data": analytics.label_keys(request.app.state.engine, filters, scope=principal)}
+    keys = await run_read(
+        request, analytics.label_keys, request.app.state.engine, filters, scope=principal
+    )
+    return {"data": keys}
 
 
 @router.get("/labels/{key}/values")
-def read_label_values(
+async def read_label_values(
     request: Request, principal: PrincipalDep, filters: FiltersDep, key: str
 ) -> dict[str, Any]:
     """Values of one label key with their counts, most used first."""
-    frame = analytics.label_values(request.app.state.engine, key, filters, scope=principal)
-    return {"data": _records(frame)}
+    frame = await run_read(
+        request, analytics.label_values, request.app.state.engine, key, filters, scope=principal
+    )
+    return _answer(frame)
 
 
 @router.get("/ab-tests/{key}/report")
-def read_ab_test_report(
+async def read_ab_test_report(
     request: Request, principal: PrincipalDep, key: str, project: str | None = None
 ) -> dict[str, Any]:
     """Per variant: n, estimate with 95% interval, difference to control, p-value, significance."""
     if project is not None:
         check_project_key(principal, project)
-    report = analytics.ab_test_report(
-        request.app.state.engine, key, scope=principal, project=project
+    report = await run_read(
+        request,
+        analytics.ab_test_report,
+        request.app.state.engine,
+        key,
+        scope=principal,
+        project=project,
     )
     return report.to_dict()

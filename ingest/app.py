@@ -35,8 +35,9 @@ from ingest.routing import RoutingTable
 from ingest.telemetry import Telemetry
 from ingest.upstream import UpstreamPool
 from ingest.writer import JournalWriter
+from store.analytics.lake import drop_lake
+from store.analytics.owner import OwnerProcess
 from store.db import engine_from_settings
-from store.duckdb_copy import drop_copy
 from store.settings import Settings, get_settings
 from store.sqlite_writer import sqlite_writer_for
 
@@ -90,6 +91,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sqlite_writer_for(engine) if settings.sqlite_writer_process else None
         )
         # End of logging setup.
+        # Analytics: a child process keeps the shared analytics store in sync while it owns
+        # the sync lock (one process among all gateways does; store/analytics/owner.py).
+        app.state.analytics_owner = OwnerProcess(settings) if settings.analytics_sync else None
+        if app.state.analytics_owner is not None:
+            app.state.analytics_owner.start()
         # Everything made so far lives as long as the process: keep it out of the garbage
         # collector's full passes (they scanned ~170k objects, ~100 ms each, under load). And
         # collect the young generation every 20,000 allocations, not 700: a completion makes
@@ -106,7 +112,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if app.state.sqlite_writer is not None:
                 await asyncio.to_thread(app.state.sqlite_writer.close)
             await app.state.upstream.close()
-            drop_copy(engine)  # analytics: this process's DuckDB copy of the store
+            if app.state.analytics_owner is not None:
+                await asyncio.to_thread(app.state.analytics_owner.stop)
+            drop_lake(engine)  # analytics: detach this process's connection to the analytics store
             engine.dispose()
 
     app = InterlogApp(

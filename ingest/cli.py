@@ -15,7 +15,15 @@ import typer
 from sqlalchemy.exc import DBAPIError
 
 import migrations
-from ingest import cli_admin, cli_demo, cli_export, cli_import, cli_manage, cli_metrics
+from ingest import (
+    cli_admin,
+    cli_analytics,
+    cli_demo,
+    cli_export,
+    cli_import,
+    cli_manage,
+    cli_metrics,
+)
 from store.db import unusable_store
 from store.settings import get_settings
 
@@ -31,6 +39,7 @@ app.add_typer(cli_admin.models_app, name="models")
 app.add_typer(cli_admin.keys_app, name="keys")
 app.add_typer(cli_metrics.metrics_app, name="metrics")
 app.add_typer(cli_manage.abtests_app, name="abtests")  # cli_manage also extends the groups above
+app.add_typer(cli_analytics.analytics_app, name="analytics")
 app.command("demo-model")(cli_admin.demo_model)
 app.command("demo")(cli_demo.demo)
 app.command("import")(cli_import.import_interactions)

@@ -36,9 +36,9 @@ def export(
     search: Annotated[str | None, typer.Option(help="Text in the prompt or completion.")] = None,
 ) -> None:
     """Export every interaction matching the filters from the store [INTERLOG_DATABASE_URL]."""
-    from store.analytics import count_interactions
+    from store.analytics import check_filters, count_interactions
+    from store.analytics.lake import drop_lake
     from store.db import create_store_engine
-    from store.duckdb_copy import drop_copy
     from store.exports import check_format, export_interactions
     from store.filters import Filters
     from store.keys import Principal
@@ -56,6 +56,8 @@ def export(
             ab_test=ab_test, variant=variant, since=since, until=until, session=session,
             user=user, status=status, search=search,
         )  # fmt: skip
+        for warning in check_filters(engine, filters, scope):  # names, in every project
+            typer.echo(f"warning: {warning}", err=True)
         total = count_interactions(engine, filters, scope=scope)
         with tqdm(total=total, unit="rows", desc=f"export {kind}") as bar:
 
@@ -69,6 +71,6 @@ def export(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     finally:
-        drop_copy(engine)
+        drop_lake(engine)
         engine.dispose()
     typer.echo(f"{rows} interactions -> {output}")

@@ -3,7 +3,9 @@
 `GET /api/v1/interactions/export?format=parquet&label=team=a&where=quality>=0.8` streams the
 file batch by batch (never a page, never the whole file in memory). A project key exports only
 its own project's rows. Registered before the read-back routes so that
-`/interactions/{completion_id}` cannot capture `/interactions/export`.
+`/interactions/{completion_id}` cannot capture `/interactions/export`. The filters are the shared
+grammar (store.filters), also for the analytics routes: caps, known status, and metric names that
+exist in the caller's scope (400 otherwise).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from ingest.auth import PrincipalDep, check_project_key
 from store.exports import FORMATS, check_format, export_chunks
-from store.filters import Filters, LabelFilter, MetricFilter
+from store.filters import Filters
 
 router = APIRouter(prefix="/api/v1", tags=["exports"])
 
@@ -42,15 +44,17 @@ def filters_from_query(
     status: Annotated[str | None, Query(description="ok, error or cancelled")] = None,
     search: Annotated[str | None, Query(description="text in prompt or completion")] = None,
 ) -> Filters:
-    """The shared analytics filters from query parameters (bad values are 400)."""
+    """The shared filters from query parameters; bad values and more conditions than allowed are
+    400 (metric names that no project in scope has too, when the question runs:
+    store.analytics.check_filters)."""
     if project is not None:
         check_project_key(principal, project)
-    return Filters(
-        labels=[LabelFilter.parse(text) for text in label],
-        metrics=[MetricFilter.parse(text) for text in [*where, *metric]],
-        project=project, model=model, ab_test=ab_test, variant=variant,
-        since=since, until=until, session=session, user=user, status=status, search=search,
+    filters = Filters(
+        labels=label, metrics=[*where, *metric], project=project, model=model, ab_test=ab_test,
+        variant=variant, since=since, until=until, session=session, user=user, status=status,
+        search=search,
     )  # fmt: skip
+    return filters
 
 
 FiltersDep = Annotated[Filters, Depends(filters_from_query)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from migrations import include_object
 from store.db import create_store_engine, is_sqlite
 from store.models import metadata
 from store.settings import get_settings
@@ -24,6 +25,7 @@ def _configure(connection: Connection | None, url: str) -> None:
         render_as_batch=is_sqlite(url),
         compare_type=True,
         compare_server_default=True,
+        include_object=include_object,
         literal_binds=connection is None,
     )
 

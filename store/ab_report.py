@@ -5,6 +5,10 @@ means with Welch's t-test; bool metrics compare true-rates with a pooled two-pro
 Preference tests: comparisons between a variant's completion and the control's count as a win or
 a loss (ties, 'good' or 'bad', are reported but excluded); the win rate is tested against 50%
 with an exact binomial test. The control is the test's first variant.
+
+Only values within +-METRIC_VALUE_LIMIT are aggregated, so no sum or variance overflows; a
+variant with a value outside (stored before values were range-checked, e.g. 1e308) reports how
+many of its completions have one in `out_of_range`, and no estimate, interval or p-value.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from store.errors import InvalidInputError, NotFoundError
+from store.feedback import METRIC_VALUE_LIMIT
 from store.stats import (
     ALPHA,
+    Interval,
     binomial_p_value,
     mean_interval,
     proportion_interval,
@@ -45,6 +51,7 @@ class VariantResult:
     wins: int | None = None
     losses: int | None = None
     ties: int | None = None
+    out_of_range: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,7 +114,7 @@ def _find_test(cursor: Any, key: str, project_id: int | None, project: str | Non
 def build_ab_test_report(
     cursor: Any, key: str, *, project_id: int | None, project: str | None = None
 ) -> AbTestReport:
-    """Compute the report from the DuckDB copy (a cursor of store.duckdb_copy)."""
+    """Compute the report from the analytics store (a cursor of store.analytics.lake)."""
     test_id, project_key, mode, status, variants_json, winner, metric_id, metric, kind, scoring = (
         _find_test(cursor, key, project_id, project)
     )
@@ -160,22 +167,34 @@ def _metric_results(
     counts: dict[str, int],
     control: str | None,
 ) -> list[VariantResult]:
-    stats: dict[str, tuple[int, float, float | None, float]] = {}
+    stats: dict[str, tuple[int, float | None, float | None, float]] = {}
+    out_of_range: dict[str, int] = {}
     if metric_id is not None:
         rows = cursor.execute(
-            "WITH per AS (SELECT completion_id, avg(value) AS v FROM metric_values "
+            "WITH per AS (SELECT completion_id, avg(value) FILTER (WHERE abs(value) <= ?) AS v, "
+            "count(*) FILTER (WHERE NOT abs(value) <= ?) AS bad FROM metric_values "
             "WHERE metric_id = ? GROUP BY completion_id) "
-            "SELECT i.ab_variant, count(*), avg(per.v), var_samp(per.v), sum(per.v) "
-            "FROM per JOIN interactions i ON i.completion_id = per.completion_id "
+            "SELECT i.ab_variant, count(*), avg(per.v), var_samp(per.v), sum(per.v), "
+            "sum(per.bad) FROM per JOIN interactions i ON i.completion_id = per.completion_id "
             "WHERE i.ab_test_id = ? GROUP BY i.ab_variant",
-            [metric_id, test_id],
+            [METRIC_VALUE_LIMIT, METRIC_VALUE_LIMIT, metric_id, test_id],
         ).fetchall()
-        stats = {row[0]: (int(row[1]), float(row[2]), row[3], float(row[4])) for row in rows}
+        for variant, n, mean, var, total, bad in rows:
+            out_of_range[variant] = int(bad)
+            if bad:  # no estimate from the values that happen to be in range
+                stats[variant] = (int(n), None, None, 0.0)
+            else:
+                stats[variant] = (int(n), float(mean), var, float(total))
     base = stats.get(control) if control else None
     results = []
     for name in names:
         n, mean, var, total = stats.get(name, (0, None, None, 0.0))
-        interval = proportion_interval(n, total) if kind == "bool" else mean_interval(n, mean, var)
+        if mean is None:
+            interval = Interval(None, None)
+        elif kind == "bool":
+            interval = proportion_interval(n, total)
+        else:
+            interval = mean_interval(n, mean, var)
         result = VariantResult(
             variant=name,
             is_control=name == control,
@@ -184,8 +203,9 @@ def _metric_results(
             estimate=mean,
             ci_low=interval.low,
             ci_high=interval.high,
+            out_of_range=out_of_range.get(name, 0),
         )
-        if name != control and base is not None and mean is not None:
+        if name != control and base is not None and base[1] is not None and mean is not None:
             if kind == "bool":
                 p = two_proportion_p_value(n, total, base[0], base[3])
             else:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     ForeignKey,
     Index,
@@ -325,5 +326,32 @@ class Comparison(SQLModel, table=True):
     user_id: str | None = Field(default=None, max_length=256)
     created_at: datetime = _ts()
 
+
+class AnalyticsTombstone(SQLModel, table=True):
+    """A row deleted from interaction, metric_value or comparison, for the analytics store.
+
+    Written only by triggers of migration 0004 (never by Interlog's code): the analytics sync
+    (store/analytics/sync.py) reads them to delete the same rows from the analytics store, then
+    prunes them, all but the newest (so that a SQLite id, max + 1, is never used twice).
+    `row_id` is the deleted row's SQLite rowid (a later row may reuse it). On
+    PostgreSQL the table, like interaction, metric_value and comparison, also has a
+    `change_txid` column (the writing transaction's id, a default of migration 0004) that is
+    not declared here: Interlog never writes it, only the sync reads it (CHANGE_COLUMN).
+    """
+
+    __tablename__ = "analytics_tombstone"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    source: str = Field(max_length=32)
+    key: str = Field(max_length=64)
+    row_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+#: The PostgreSQL column (not in these models) holding the id of the transaction that wrote a row
+#: of interaction, metric_value, comparison or analytics_tombstone (migration 0004).
+CHANGE_COLUMN = "change_txid"
 
 metadata = SQLModel.metadata

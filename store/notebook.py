@@ -77,9 +77,9 @@ class LocalAnalytics:
         )
 
     def close(self) -> None:
-        from store.duckdb_copy import drop_copy
+        from store.analytics.lake import drop_lake
 
-        drop_copy(self.engine)
+        drop_lake(self.engine)
         self.engine.dispose()
 
 

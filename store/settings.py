@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(
         default=30.0, description="Seconds a client may take to send a whole request body."
     )
+    read_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds one read-back query (REST, GraphQL, the filter checks of exports) "
+        "may run before it is stopped (REST 503 `query_timeout`); 0 means no limit.",
+    )
     max_json_depth: int = Field(
         default=64, description="Deepest nesting of arrays and objects accepted in a JSON body."
     )
@@ -97,6 +103,28 @@ class Settings(BaseSettings):
         default=True,
         description="On a SQLite file, bulk ingest hands its rows to a child process that "
         "writes them, so the gateway parses while it writes (store/sqlite_writer.py).",
+    )
+    analytics_path: str | None = Field(
+        default=None,
+        description="Where the analytics store keeps its Parquet files: default `NAME.analytics/` "
+        "beside a SQLite store `NAME.db`, `interlog-analytics/` in the working directory for "
+        "PostgreSQL; any path DuckDB writes (object storage too). Fixed when the analytics "
+        "store is created.",
+    )
+    analytics_sync: bool = Field(
+        default=True,
+        description="Gateway processes keep the analytics store in sync with the store (one at a "
+        "time, in a child process); false leaves it to `interlog analytics sync --follow`.",
+    )
+    analytics_sync_interval: float = Field(
+        default=0.5,
+        description="Seconds between two syncs of the analytics store (new rows reach analytics "
+        "within about this time).",
+    )
+    analytics_memory_limit: str = Field(
+        default="256MB",
+        description="Most memory DuckDB may use for analytics in one process (it spills to a "
+        "temporary directory beyond it), e.g. 256MB or 2GB.",
     )
 
 

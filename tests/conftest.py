@@ -20,8 +20,14 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 import migrations
+from store.analytics.lake import lake_location
 from store.db import create_store_engine
-from store.settings import get_settings
+from store.settings import Settings, get_settings
+
+# Gateways started by tests do not start the analytics sync owner child (one more process per
+# gateway, syncing every half second): their analytics requests catch up in the request
+# instead, which is the same code. Tests of the owner turn it on (tests/store/analytics/).
+os.environ.setdefault("INTERLOG_ANALYTICS_SYNC", "false")
 
 POSTGRES_SERVER_URL = os.environ.get(
     "INTERLOG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -64,8 +70,11 @@ def create_postgres_database(*, template: str | None = None) -> str:
 
 
 def drop_postgres_database(url: str) -> None:
-    name = make_url(url).database
-    _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    parsed = make_url(url)
+    _pg_execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+    # The analytics store's files of a PostgreSQL store made in this working directory.
+    lake = lake_location(parsed, Settings(analytics_path=None))
+    shutil.rmtree(lake.data_path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,8 @@
 """An overview of the matching interactions in one pass: the totals, one row per group, and one
 row per time bucket and group, for dashboards and reports.
 
-One GROUPING SETS query computes all three levels over the DuckDB copy (a second one does the
-metric means), instead of one full scan per level, group and bucket. The bucket width is chosen
+One GROUPING SETS query computes all three levels over the analytics store (a second one does
+the metric means), instead of one full scan per level, group and bucket. The bucket width is chosen
 from the matching rows' time span so that a chart of every charted group draws at most
 `max_points` points: at most `max_series` groups (the busiest) get a line over time.
 Columns are those of store.analytics.summary: count, errors, error_rate, latency and TTFT
@@ -18,9 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from store.analytics import _fresh, _group_expression, _metric_keys, _summary_rows
+from store.analytics.compiler import compile_filters, metric_value
+from store.analytics.questions import (
+    check_filters,
+    fresh,
+    group_expression,
+    metric_keys,
+    summary_rows,
+)
 from store.errors import InvalidInputError
-from store.filters import Filters, Scope, compile_filters, scope_project_id
+from store.filters import Filters, Scope, scope_project_id
+from store.read_guard import ReadGuard
 
 if TYPE_CHECKING:  # pandas loads with the first query (store.analytics does the same)
     import pandas as pd
@@ -56,6 +64,7 @@ class Overview:
     over_time: pd.DataFrame
     bucket: str
     synced_at: datetime
+    warnings: tuple[str, ...] = ()  # label keys of the filter that no interaction has
 
 
 def choose_bucket(
@@ -80,6 +89,7 @@ def overview(
     max_points: int = MAX_POINTS,
     max_series: int = MAX_SERIES,
     max_staleness: float | None = None,
+    guard: ReadGuard | None = None,
 ) -> Overview:
     """The overview of the matching interactions, grouped by model | variant | project |
     status | label:<key> (see the module docstring)."""
@@ -92,15 +102,17 @@ def overview(
         )
     if max_points < 1 or max_series < 1:
         raise InvalidInputError("max_points and max_series must be at least 1")
-    copy, synced = _fresh(engine, max_staleness)
-    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=copy.label_columns)
-    group, name = _group_expression(by, copy)
+    group, name = group_expression(by)
+    warnings = check_filters(engine, filters, scope, guard)
+    lake, freshness = fresh(engine, max_staleness, guard)
+    synced = freshness.synced_at
+    compiled = compile_filters(filters or Filters(), scope=scope)
     source = (
         "FROM interactions i LEFT JOIN projects p ON p.id = i.project_id "
         f"LEFT JOIN models mo ON mo.id = i.model_id WHERE {compiled.where}"
     )
-    with copy.reading() as cursor:
-        kinds = dict(_metric_keys(cursor, scope_project_id(scope)))
+    with lake.reading(guard) as cursor:
+        kinds = dict(metric_keys(cursor, scope_project_id(scope)))
         series = cursor.execute(
             f"SELECT {group} AS grp, count(*) AS n, min(i.created_at), max(i.created_at) "
             f"{source} GROUP BY grp ORDER BY n DESC, grp NULLS LAST",
@@ -108,7 +120,8 @@ def overview(
         ).fetchall()
         if not series:
             empty = pd.DataFrame()
-            return Overview(empty, empty, empty, choose_bucket(synced, synced)[0], synced)
+            bucket_name = choose_bucket(synced, synced)[0]
+            return Overview(empty, empty, empty, bucket_name, synced, tuple(warnings))
         charted = [str(row[0]) for row in series if row[0] is not None][:max_series]
         bucket, interval = choose_bucket(
             min(row[2] for row in series),
@@ -136,8 +149,8 @@ def overview(
             cursor.execute(
                 f"""WITH sel AS ({sel}),
                 per AS (  -- every completion's mean; the join below keeps the matching ones
-                    SELECT mv.completion_id, mv.metric_id, avg(mv.value) AS v
-                    FROM metric_values mv GROUP BY ALL)
+                    SELECT mv.completion_id, mv.metric_id, avg({metric_value("mv.value")}) AS v
+                    FROM metric_values mv GROUP BY ALL HAVING v IS NOT NULL)
                 SELECT GROUPING(sel.bucket, sel.grp), sel.bucket, sel.grp, m.key, count(*),
                     avg(per.v), var_samp(per.v), sum(per.v)
                 FROM per JOIN sel ON sel.completion_id = per.completion_id
@@ -162,9 +175,9 @@ def overview(
     def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         return pa.Table.from_pylist(rows).to_pandas() if rows else pd.DataFrame()
 
-    total = _summary_rows("group", level(base, _TOTAL), level(metric_rows, _TOTAL), kinds)
-    by_group = _summary_rows(name, level(base, _PER_GROUP), level(metric_rows, _PER_GROUP), kinds)
-    timed = _summary_rows("__key", level(base, _PER_BUCKET), level(metric_rows, _PER_BUCKET), kinds)
+    total = summary_rows("group", level(base, _TOTAL), level(metric_rows, _TOTAL), kinds)
+    by_group = summary_rows(name, level(base, _PER_GROUP), level(metric_rows, _PER_GROUP), kinds)
+    timed = summary_rows("__key", level(base, _PER_BUCKET), level(metric_rows, _PER_BUCKET), kinds)
     for row in timed:
         row["time"], row[name] = row.pop("__key")
     over_time = frame([{"time": r.pop("time"), name: r.pop(name), **r} for r in timed])
@@ -172,4 +185,4 @@ def overview(
         over_time["tokens"] = over_time["prompt_tokens"].fillna(0) + over_time[
             "completion_tokens"
         ].fillna(0)
-    return Overview(frame(total), frame(by_group), over_time, bucket, synced)
+    return Overview(frame(total), frame(by_group), over_time, bucket, synced, tuple(warnings))

@@ -1,17 +1,24 @@
-"""Analytics: one named, typed function per question, answered by DuckDB over the store's copy.
+"""Analytics: one named, typed function per question, answered by DuckDB over the analytics store.
 
 Every function takes the store's `engine`, a `Filters` value (store.filters) and the caller's
-`scope` (a Principal or a project id: a project key only ever sees its own project's rows). Each
-call first brings the process's DuckDB copy up to date (store.duckdb_copy; it re-syncs when the
-last sync is older than `max_staleness` seconds, default 1 s) and every returned DataFrame
-carries `df.attrs["synced_at"]`, the moment the copy last matched the store.
+`scope` (a Principal or a project id: a project key only ever sees its own project's rows).
+The answer reads the shared analytics store (store/analytics/lake.py), columns as needed, never
+a copy of the store: first it makes sure the analytics store holds every change older than
+`max_staleness` seconds (store/analytics/sync.py: a cheap check of the relational store, and a
+catch-up or a short wait when something is missing). Every DataFrame carries
+`df.attrs["synced_at"]`: every change committed to the store before that moment is included;
+`df.attrs["freshness"]` also says whether newer changes were left out (`behind`).
 
 Metric values join in per completion as the mean of its values for that metric (a bool metric
-becomes its true-rate, 0..1). Labels, messages and params come back as JSON text.
+becomes its true-rate, 0..1); values outside +-METRIC_VALUE_LIMIT (stored before that limit
+existed) are left out of every aggregate, so no stored value can make a question fail. Labels
+come back as JSON text, as do messages and params. A `ReadGuard` bounds a question's time
+and lets a server cancel it when its client goes away.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Iterator, Sequence
@@ -21,17 +28,18 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from store.ab_report import AbTestReport, build_ab_test_report
-from store.duckdb_copy import AnalyticsCopy, copy_for
-from store.errors import InvalidInputError, NotFoundError
-from store.filters import (
-    Filters,
-    LabelFilter,
-    MetricFilter,
-    Scope,
-    compile_filters,
-    parse_time,
-    scope_project_id,
+from store.analytics.compiler import compile_filters, label_expression, metric_value
+from store.analytics.lake import CATALOG_SECONDS, Lake, lake_for
+from store.analytics.sync import Freshness, FreshnessCheck
+from store.errors import (
+    AnalyticsNotReadyError,
+    InvalidInputError,
+    NotFoundError,
+    QueryCancelledError,
 )
+from store.filters import Filters, LabelFilter, MetricFilter, Scope, parse_time, scope_project_id
+from store.read_guard import ReadGuard, read_connection
+from store.readback import check_metric_keys, label_key_warnings
 from store.stats import mean_interval, proportion_interval
 
 if TYPE_CHECKING:  # pandas and pyarrow load on the first query: the gateway imports this module
@@ -41,10 +49,12 @@ if TYPE_CHECKING:  # pandas and pyarrow load on the first query: the gateway imp
 __all__ = [
     "AbTestReport",
     "Filters",
+    "Freshness",
     "LabelFilter",
     "MetricFilter",
     "Scope",
     "ab_test_report",
+    "check_filters",
     "count_interactions",
     "get_interaction",
     "interaction_batches",
@@ -69,8 +79,8 @@ _SELECT = """
     CAST(i.completion_id AS VARCHAR) AS completion_id, i.created_at, p.key AS project,
     mo.key AS model, ab.key AS ab_test, i.ab_variant, CAST(i.session_id AS VARCHAR) AS session_id,
     i.user_id, i.request_id, i.choice_index, i.replica, i.status, i.error, i.finish_reason,
-    i.source, i.prompt_tokens, i.completion_tokens, i.ttft_ms, i.latency_ms, i.labels,
-    i.messages, i.params, i.completion"""
+    i.source, i.prompt_tokens, i.completion_tokens, i.ttft_ms, i.latency_ms,
+    CAST(to_json(i.labels) AS VARCHAR) AS labels, i.messages, i.params, i.completion"""
 _JOINS = """
     LEFT JOIN projects p ON p.id = i.project_id
     LEFT JOIN models mo ON mo.id = i.model_id
@@ -83,22 +93,57 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _fresh(engine: Engine, max_staleness: float | None) -> tuple[AnalyticsCopy, datetime]:
-    copy = copy_for(engine)
-    return copy, copy.ensure_fresh(max_staleness)
+def fresh(
+    engine: Engine, max_staleness: float | None, guard: ReadGuard | None = None
+) -> tuple[Lake, Freshness]:
+    """The process's analytics store, holding every change older than max_staleness seconds
+    (default 1 s), and how fresh it is."""
+    lake = lake_for(engine)
+    check = lake.freshness_check
+    if check is None:
+        check = lake.freshness_check = FreshnessCheck(lake)
+    staleness = 1.0 if max_staleness is None else max_staleness
+    freshness = check.ensure(staleness)
+    if guard is not None and guard.cancelled:
+        raise QueryCancelledError("the query was cancelled: the client went away")
+    if lake.open() is None:
+        raise AnalyticsNotReadyError("the analytics store is not built yet")
+    lake.refresh_catalog(max_age=min(staleness, CATALOG_SECONDS))
+    return lake, freshness
 
 
-def _frame(table: pa.Table, synced: datetime) -> pd.DataFrame:
+def check_filters(
+    engine: Engine, filters: Filters | None, scope: Scope, guard: ReadGuard | None = None
+) -> list[str]:
+    """Refuse metric conditions naming a metric that no project in scope has (InvalidInputError
+    naming the valid ones), and warn of label keys that no interaction in scope has (the
+    answer is then empty, e.g. `project=x` asked as a label). Reads the relational store's
+    indexes, so a typo is told apart from a filter that matches nothing."""
+    if filters is None or not (filters.metric_filters or filters.label_filters):
+        return []
+    with read_connection(engine, guard) as connection:
+        project_id = scope_project_id(scope)
+        check_metric_keys(connection, filters, project_id)
+        return label_key_warnings(connection, filters, project_id)
+
+
+def _frame(table: pa.Table, freshness: Freshness, warnings: Sequence[str] = ()) -> pd.DataFrame:
     frame = table.to_pandas()
-    frame.attrs["synced_at"] = synced
+    frame.attrs["synced_at"] = freshness.synced_at
+    frame.attrs["freshness"] = freshness.to_dict()
+    frame.attrs["warnings"] = list(warnings)
     return frame
 
 
 def metric_definitions(
-    engine: Engine, *, scope: Scope, max_staleness: float | None = None
+    engine: Engine,
+    *,
+    scope: Scope,
+    max_staleness: float | None = None,
+    guard: ReadGuard | None = None,
 ) -> pd.DataFrame:
     """Metrics visible to the scope: project, key, name, kind (scalar/bool) and scoring."""
-    copy, synced = _fresh(engine, max_staleness)
+    lake, freshness = fresh(engine, max_staleness, guard)
     project_id = scope_project_id(scope)
     sql = (
         "SELECT p.key AS project, m.key, m.name, m.kind, m.scoring FROM metrics m "
@@ -107,11 +152,11 @@ def metric_definitions(
         + " ORDER BY p.key, m.key"
     )
     params = [project_id] if project_id is not None else []
-    with copy.reading() as cursor:
-        return _frame(cursor.execute(sql, params).to_arrow_table(), synced)
+    with lake.reading(guard) as cursor:
+        return _frame(cursor.execute(sql, params).to_arrow_table(), freshness)
 
 
-def _metric_keys(cursor: Any, project_id: int | None) -> list[tuple[str, str]]:
+def metric_keys(cursor: Any, project_id: int | None) -> list[tuple[str, str]]:
     """(key, kind) of the metrics in scope; a key that is bool everywhere is bool."""
     sql = "SELECT key, CASE WHEN bool_and(kind = 'bool') THEN 'bool' ELSE 'scalar' END FROM metrics"
     params: list[Any] = []
@@ -125,10 +170,9 @@ def _metric_keys(cursor: Any, project_id: int | None) -> list[tuple[str, str]]:
 
 
 def _interactions_sql(
-    copy: AnalyticsCopy,
     filters: Filters,
     scope: Scope,
-    metric_keys: Sequence[str],
+    keys: Sequence[str],
     *,
     limit: int | None,
     offset: int,
@@ -136,32 +180,31 @@ def _interactions_sql(
     """A page: select and order first, then join metrics of the page only. Everything: one
     pass over interactions joined with every metric pivot, unordered (sorting a million wide
     rows would double the time; sort the DataFrame if the order matters)."""
-    compiled = compile_filters(filters, scope=scope, label_columns=copy.label_columns)
+    compiled = compile_filters(filters, scope=scope)
     taken = set(INTERACTION_COLUMNS)
-    names = [key if key not in taken else f"metric_{key}" for key in metric_keys]
+    names = [key if key not in taken else f"metric_{key}" for key in keys]
     pivots = ", ".join(f"avg(v.value) FILTER (WHERE v.key = ?) AS {_quote(name)}" for name in names)
     metric_columns = "".join(f", piv.{_quote(name)}" for name in names)
     order = "ORDER BY i.created_at DESC, i.completion_id DESC"
+    per_completion = f"""
+        SELECT mv.completion_id, m.key, avg({metric_value("mv.value")}) AS value
+        FROM metric_values mv JOIN metrics m ON m.id = mv.metric_id"""
     if limit is None:
-        ctes, params = "", [*metric_keys, *compiled.params]
-        if metric_keys:
-            ctes = f"""WITH v AS (
-                SELECT mv.completion_id, m.key, avg(mv.value) AS value
-                FROM metric_values mv JOIN metrics m ON m.id = mv.metric_id GROUP BY ALL),
+        ctes, params = "", [*keys, *compiled.params]
+        if keys:
+            ctes = f"""WITH v AS ({per_completion} GROUP BY ALL),
             piv AS (SELECT v.completion_id, {pivots} FROM v GROUP BY v.completion_id)"""
-        join = " LEFT JOIN piv ON piv.completion_id = i.completion_id" if metric_keys else ""
+        join = " LEFT JOIN piv ON piv.completion_id = i.completion_id" if keys else ""
         sql = f"""{ctes}
             SELECT {_SELECT}{metric_columns} FROM interactions i {_JOINS}{join}
             WHERE {compiled.where}"""
         return sql, params
-    params = [*compiled.params, limit, offset, *metric_keys]
+    params = [*compiled.params, limit, offset, *keys]
     metric_cte = ""
     metric_join = ""
-    if metric_keys:
+    if keys:
         metric_cte = f"""
-        , v AS (
-            SELECT mv.completion_id, m.key, avg(mv.value) AS value
-            FROM metric_values mv JOIN metrics m ON m.id = mv.metric_id
+        , v AS ({per_completion}
             WHERE mv.completion_id IN (SELECT completion_id FROM sel) GROUP BY ALL)
         , piv AS (SELECT v.completion_id, {pivots} FROM v GROUP BY v.completion_id)"""
         metric_join = " LEFT JOIN piv ON piv.completion_id = i.completion_id"
@@ -182,18 +225,20 @@ def interactions(
     limit: int | None = 100,
     offset: int = 0,
     max_staleness: float | None = None,
+    guard: ReadGuard | None = None,
 ) -> pd.DataFrame:
     """Matching interactions, one column per metric key: a page newest first, or with
     `limit=None` every row in storage order (sort it if needed)."""
     if limit is not None and (limit < 0 or offset < 0):
         raise InvalidInputError("limit and offset must not be negative")
-    copy, synced = _fresh(engine, max_staleness)
-    with copy.reading() as cursor:
-        keys = [key for key, _ in _metric_keys(cursor, scope_project_id(scope))]
+    warnings = check_filters(engine, filters, scope, guard)
+    lake, freshness = fresh(engine, max_staleness, guard)
+    with lake.reading(guard) as cursor:
+        keys = [key for key, _ in metric_keys(cursor, scope_project_id(scope))]
         sql, params = _interactions_sql(
-            copy, filters or Filters(), scope, keys, limit=limit, offset=offset
+            filters or Filters(), scope, keys, limit=limit, offset=offset
         )
-        return _frame(cursor.execute(sql, params).to_arrow_table(), synced)
+        return _frame(cursor.execute(sql, params).to_arrow_table(), freshness, warnings)
 
 
 def interaction_batches(
@@ -203,17 +248,16 @@ def interaction_batches(
     scope: Scope,
     batch_size: int = 50_000,
     max_staleness: float | None = None,
+    guard: ReadGuard | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Every matching interaction (with metric columns) as Arrow batches (at least one)."""
-    copy, _ = _fresh(engine, max_staleness)
-    cursor = copy.con.cursor()
-    try:
-        with copy.lock:  # plan and start under the lock; DuckDB streams from that snapshot
-            keys = [key for key, _ in _metric_keys(cursor, scope_project_id(scope))]
-            sql, params = _interactions_sql(
-                copy, filters or Filters(), scope, keys, limit=None, offset=0
-            )
-            reader = cursor.execute(sql, params).to_arrow_reader(batch_size)
+    """Every matching interaction (with metric columns) as Arrow batches (at least one), read
+    from one snapshot of the analytics store however long the consumer takes."""
+    check_filters(engine, filters, scope, guard)
+    lake, _ = fresh(engine, max_staleness, guard)
+    with lake.reading(guard) as cursor:
+        keys = [key for key, _ in metric_keys(cursor, scope_project_id(scope))]
+        sql, params = _interactions_sql(filters or Filters(), scope, keys, limit=None, offset=0)
+        reader = cursor.execute(sql, params).to_arrow_reader(batch_size)
         empty = True
         for batch in reader:
             empty = False
@@ -222,8 +266,6 @@ def interaction_batches(
             import pyarrow as pa
 
             yield pa.RecordBatch.from_pylist([], schema=reader.schema)
-    finally:
-        cursor.close()
 
 
 def count_interactions(
@@ -232,11 +274,12 @@ def count_interactions(
     *,
     scope: Scope,
     max_staleness: float | None = None,
+    guard: ReadGuard | None = None,
 ) -> int:
     """How many interactions match (for pagers and progress bars)."""
-    copy, _ = _fresh(engine, max_staleness)
-    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=copy.label_columns)
-    with copy.reading() as cursor:
+    lake, _ = fresh(engine, max_staleness, guard)
+    compiled = compile_filters(filters or Filters(), scope=scope)
+    with lake.reading(guard) as cursor:
         row = cursor.execute(
             f"SELECT count(*) FROM interactions i WHERE {compiled.where}", compiled.params
         ).fetchone()
@@ -244,16 +287,21 @@ def count_interactions(
 
 
 def get_interaction(
-    engine: Engine, completion_id: str, *, scope: Scope, max_staleness: float | None = None
+    engine: Engine,
+    completion_id: str,
+    *,
+    scope: Scope,
+    max_staleness: float | None = None,
+    guard: ReadGuard | None = None,
 ) -> dict[str, Any]:
     """One interaction as a dict with all its `metric_values`; NotFoundError outside scope."""
-    copy, _ = _fresh(engine, max_staleness)
-    compiled = compile_filters(Filters(), scope=scope, label_columns=copy.label_columns)
     try:
         wanted = str(uuid.UUID(str(completion_id)))
     except ValueError as exc:
         raise InvalidInputError(f"bad completion id {completion_id!r}") from exc
-    with copy.reading() as cursor:
+    lake, _ = fresh(engine, max_staleness, guard)
+    compiled = compile_filters(Filters(), scope=scope)
+    with lake.reading(guard) as cursor:
         table = cursor.execute(
             f"SELECT {_SELECT} FROM interactions i {_JOINS} "
             f"WHERE {compiled.where} AND i.completion_id = ?",
@@ -276,7 +324,7 @@ def get_interaction(
     return row
 
 
-def _group_expression(by: str | None, copy: AnalyticsCopy) -> tuple[str, str]:
+def group_expression(by: str | None) -> tuple[str, str]:
     """(SQL expression, output column name) of a summary's grouping."""
     if by is None:
         return "'all'", "group"
@@ -287,8 +335,7 @@ def _group_expression(by: str | None, copy: AnalyticsCopy) -> tuple[str, str]:
         )
     if by.startswith("label:"):
         key = by.removeprefix("label:")
-        column = copy.label_columns.get(key)
-        return (f"i.{column}" if column else "CAST(NULL AS VARCHAR)"), key
+        return label_expression(key), key
     return {
         "model": ("mo.key", "model"),
         "variant": ("i.ab_variant", "variant"),
@@ -299,6 +346,22 @@ def _group_expression(by: str | None, copy: AnalyticsCopy) -> tuple[str, str]:
     }[by]
 
 
+def metric_aggregates_sql(sel: str, extra_groups: str = "") -> str:
+    """Per group (and metric key): n, mean, variance and sum of the completions' metric means,
+    over `sel` (a query with completion_id and grp). Overflow-safe: values beyond the
+    documented range are left out, and the variance of values near it cannot overflow."""
+    return f"""
+        WITH sel AS ({sel}),
+        per AS (
+            SELECT mv.completion_id, mv.metric_id, avg({metric_value("mv.value")}) AS v
+            FROM metric_values mv WHERE mv.completion_id IN (SELECT completion_id FROM sel)
+            GROUP BY ALL HAVING v IS NOT NULL)
+        SELECT sel.grp{extra_groups}, m.key, count(*) AS n, avg(per.v) AS mean,
+            var_samp(per.v) AS var, sum(per.v) AS total
+        FROM per JOIN sel ON sel.completion_id = per.completion_id
+        JOIN metrics m ON m.id = per.metric_id GROUP BY ALL"""
+
+
 def summary(
     engine: Engine,
     filters: Filters | None = None,
@@ -306,14 +369,16 @@ def summary(
     scope: Scope,
     by: str | None = "model",
     max_staleness: float | None = None,
+    guard: ReadGuard | None = None,
 ) -> pd.DataFrame:
     """Per group (model | variant | day | hour | project | status | label:<key> | None = all):
     count, errors, error_rate, latency and TTFT p50/p95/p99 (ms), token sums, and per metric key
     `<key>_mean`, `<key>_n` (completions scored) and `<key>_ci_low/high` (95%: Student-t for
     scalars, Wilson for bools)."""
-    copy, synced = _fresh(engine, max_staleness)
-    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=copy.label_columns)
-    group, name = _group_expression(by, copy)
+    group, name = group_expression(by)
+    warnings = check_filters(engine, filters, scope, guard)
+    lake, freshness = fresh(engine, max_staleness, guard)
+    compiled = compile_filters(filters or Filters(), scope=scope)
     quantiles = ", ".join(str(q / 100) for q in _PERCENTILES)
     sel = (
         f"SELECT i.completion_id, {group} AS grp, i.status, i.latency_ms, i.ttft_ms, "
@@ -328,30 +393,33 @@ def summary(
             quantile_cont(ttft_ms, [{quantiles}]) AS ttft,
             sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
         FROM sel GROUP BY grp ORDER BY grp NULLS LAST"""
-    metric_sql = f"""
-        WITH sel AS ({sel}),
-        per AS (
-            SELECT mv.completion_id, mv.metric_id, avg(mv.value) AS v FROM metric_values mv
-            WHERE mv.completion_id IN (SELECT completion_id FROM sel) GROUP BY ALL)
-        SELECT sel.grp, m.key, count(*) AS n, avg(per.v) AS mean, var_samp(per.v) AS var,
-            sum(per.v) AS total
-        FROM per JOIN sel ON sel.completion_id = per.completion_id
-        JOIN metrics m ON m.id = per.metric_id GROUP BY ALL"""
-    with copy.reading() as cursor:
-        kinds = dict(_metric_keys(cursor, scope_project_id(scope)))
+    with lake.reading(guard) as cursor:
+        kinds = dict(metric_keys(cursor, scope_project_id(scope)))
         base = cursor.execute(base_sql, compiled.params).fetchall()
-        metric_rows = cursor.execute(metric_sql, compiled.params).fetchall() if kinds else []
+        metric_rows = (
+            cursor.execute(metric_aggregates_sql(sel), compiled.params).fetchall() if kinds else []
+        )
     import pyarrow as pa
 
-    return _frame(pa.Table.from_pylist(_summary_rows(name, base, metric_rows, kinds)), synced)
+    rows = summary_rows(name, base, metric_rows, kinds)
+    return _frame(pa.Table.from_pylist(rows), freshness, warnings)
 
 
-def _summary_rows(
+def _number(value: Any) -> float | None:
+    """A finite float, or None (a sum of huge values may be infinite)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def summary_rows(
     name: str,
     base: Sequence[Sequence[Any]],
     metric_rows: Sequence[Sequence[Any]],
     kinds: dict[str, str],
 ) -> list[dict[str, Any]]:
+    """Summary rows (see `summary`) from the base and metric aggregate rows."""
     metrics: dict[tuple[Any, str], Sequence[Any]] = {(r[0], r[1]): r for r in metric_rows}
     rows = []
     for grp, count, errors, latency, ttft, prompt_tokens, completion_tokens in base:
@@ -360,16 +428,16 @@ def _summary_rows(
         for label, values in (("latency", latency), ("ttft", ttft)):
             for q, value in zip(_PERCENTILES, values or [None] * 3, strict=True):
                 row[f"{label}_p{q}"] = value
-        row["prompt_tokens"] = prompt_tokens
-        row["completion_tokens"] = completion_tokens
+        row["prompt_tokens"] = None if prompt_tokens is None else int(prompt_tokens)
+        row["completion_tokens"] = None if completion_tokens is None else int(completion_tokens)
         for key, kind in kinds.items():
             found = metrics.get((grp, key))
             n = int(found[2]) if found else 0
-            mean = float(found[3]) if found else None
+            mean = _number(found[3]) if found else None
             if kind == "bool":
-                interval = proportion_interval(n, float(found[5]) if found else 0.0)
+                interval = proportion_interval(n, _number(found[5]) or 0.0 if found else 0.0)
             else:
-                interval = mean_interval(n, mean, found[4] if found else None)
+                interval = mean_interval(n, mean, _number(found[4]) if found else None)
             row[f"{key}_mean"] = mean
             row[f"{key}_n"] = n
             row[f"{key}_ci_low"] = interval.low
@@ -384,19 +452,18 @@ def label_keys(
     *,
     scope: Scope,
     max_staleness: float | None = None,
+    guard: ReadGuard | None = None,
 ) -> list[str]:
     """Label keys used by matching interactions, sorted (for pickers)."""
-    copy, _ = _fresh(engine, max_staleness)
-    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=copy.label_columns)
-    if not copy.label_columns:
-        return []
-    counts = ", ".join(f"count({column})" for column in copy.label_columns.values())
-    with copy.reading() as cursor:
-        row = cursor.execute(
-            f"SELECT {counts} FROM interactions i WHERE {compiled.where}", compiled.params
-        ).fetchone()
-    used = [key for key, n in zip(copy.label_columns, row or (), strict=False) if n]
-    return sorted(used)
+    lake, _ = fresh(engine, max_staleness, guard)
+    compiled = compile_filters(filters or Filters(), scope=scope)
+    with lake.reading(guard) as cursor:
+        rows = cursor.execute(
+            "SELECT DISTINCT unnest(map_keys(i.labels)) AS key FROM interactions i "
+            f"WHERE {compiled.where} ORDER BY key",
+            compiled.params,
+        ).fetchall()
+    return [str(key) for (key,) in rows]
 
 
 def label_values(
@@ -407,26 +474,21 @@ def label_values(
     scope: Scope,
     limit: int = 1000,
     max_staleness: float | None = None,
+    guard: ReadGuard | None = None,
 ) -> pd.DataFrame:
     """Values of one label key among matching interactions with their counts, most used first."""
-    copy, synced = _fresh(engine, max_staleness)
-    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=copy.label_columns)
-    column = copy.label_columns.get(key)
-    if column is None:
-        import pyarrow as pa
-
-        return _frame(
-            pa.table({"value": pa.array([], pa.string()), "count": pa.array([], pa.int64())}),
-            synced,
-        )
-    with copy.reading() as cursor:
+    warnings = check_filters(engine, filters, scope, guard)
+    lake, freshness = fresh(engine, max_staleness, guard)
+    compiled = compile_filters(filters or Filters(), scope=scope)
+    value = label_expression(key)
+    with lake.reading(guard) as cursor:
         table = cursor.execute(
-            f"SELECT i.{column} AS value, count(*) AS count FROM interactions i "
-            f"WHERE {compiled.where} AND i.{column} IS NOT NULL "
+            f"SELECT {value} AS value, count(*) AS count FROM interactions i "
+            f"WHERE {compiled.where} AND {value} IS NOT NULL "
             f"GROUP BY value ORDER BY count DESC, value LIMIT ?",
             [*compiled.params, limit],
         ).to_arrow_table()
-    return _frame(table, synced)
+    return _frame(table, freshness, warnings)
 
 
 def ab_test_report(
@@ -436,32 +498,40 @@ def ab_test_report(
     scope: Scope,
     project: str | None = None,
     max_staleness: float | None = None,
+    guard: ReadGuard | None = None,
 ) -> AbTestReport:
     """Per variant of A/B test `key`: n, metric mean or true-rate (or win rate for preference
     tests) with a 95% interval, difference to the control (first variant), p-value (Welch's t,
     two-proportion z, or exact binomial) and significance at 5%."""
-    copy, _ = _fresh(engine, max_staleness)
-    with copy.reading() as cursor:
+    lake, _ = fresh(engine, max_staleness, guard)
+    with lake.reading(guard) as cursor:
         return build_ab_test_report(
             cursor, key, project_id=scope_project_id(scope), project=project
         )
 
 
 def run_sql(
-    engine: Engine, query: str, *, scope: Scope, max_staleness: float | None = None
+    engine: Engine,
+    query: str,
+    *,
+    scope: Scope,
+    max_staleness: float | None = None,
+    guard: ReadGuard | None = None,
 ) -> pd.DataFrame:
-    """Read-only SQL over the copy's tables (interactions, metric_values, metrics, ...); admin only,
+    """Read-only SQL over the analytics store's tables (interactions, metric_values,
+    comparisons) and the configuration tables (projects, models, metrics, ab_tests); admin only,
     since raw SQL is not project-scoped."""
     if scope_project_id(scope) is not None:
         raise InvalidInputError("raw SQL needs an admin scope; use the filter functions instead")
-    copy, synced = _fresh(engine, max_staleness)
-    with copy.reading() as cursor:
+    lake, freshness = fresh(engine, max_staleness, guard)
+    with lake.reading(guard) as cursor:
         statements = cursor.extract_statements(query)
         if len(statements) != 1 or statements[0].type.name != "SELECT":
             raise InvalidInputError("db.sql runs exactly one read-only SELECT statement")
-        return _frame(cursor.execute(query).to_arrow_table(), synced)
+        return _frame(cursor.execute(query).to_arrow_table(), freshness)
 
 
 def synced_at(engine: Engine, *, max_staleness: float | None = None) -> datetime:
-    """Sync (if older than max_staleness) and return when the copy last matched the store."""
-    return _fresh(engine, max_staleness)[1]
+    """Bring the analytics store up to date (if older than max_staleness) and say as of when
+    it holds every change."""
+    return fresh(engine, max_staleness)[1].synced_at

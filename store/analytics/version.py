@@ -1,11 +1,9 @@
-"""A version of the analytics copy's contents, for caches of analytics results.
+"""A version of what analytics answers from, for caches of analytics results (the dashboard's).
 
-`data_version` brings the copy up to date (unless it synced less than `max_staleness` seconds ago)
-and returns a token that changes whenever a row was added to or removed from a log table
-(interactions, metric values, comparisons: row count, newest timestamp and an XOR of the keys'
-hashes) or any catalog table changed (projects, models, metrics, A/B tests: a digest of every
-row). A cache keyed on the token serves results until the data changes; it costs one scan of
-the key columns (about 20 ms on 1,000,000 interactions).
+`data_version` makes sure the analytics store is fresh (store/analytics/sync.py) and returns a
+token that changes whenever the analytics store takes a new snapshot (rows added or deleted) or
+a configuration table changed (projects, models, metrics, A/B tests). A cache keyed on the
+token serves results until the data changes; computing it reads no data file.
 """
 
 from __future__ import annotations
@@ -16,38 +14,28 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from store.duckdb_copy import CATALOG_TABLES, LOG_TABLES, copy_for
+from store.analytics.lake import CATALOG_TABLES, LAKE
+from store.analytics.questions import fresh
 
 
 @dataclass(frozen=True)
 class DataVersion:
-    """When the copy last matched the store, and a token of its contents."""
+    """As of when the analytics store holds every change, and a token of its contents."""
 
     synced_at: datetime
     token: str
 
 
-def _version_sql() -> str:
-    parts = []
-    for table in LOG_TABLES:
-        parts += [
-            f"(SELECT count(*) FROM {table.name})",
-            f"(SELECT max(created_at) FROM {table.name})",
-            f"(SELECT bit_xor(hash({table.key})) FROM {table.name})",
-        ]
-    for name in CATALOG_TABLES:
-        parts.append(
-            f"(SELECT md5(coalesce(string_agg(CAST(x AS VARCHAR), ';' ORDER BY x.id), '')) "
-            f"FROM {name} x)"
-        )
-    return "SELECT " + ", ".join(parts)
-
-
 def data_version(engine: Engine, *, max_staleness: float | None = None) -> DataVersion:
-    """Sync the copy if it is older than max_staleness seconds, then version its contents."""
-    copy = copy_for(engine)
-    synced = copy.ensure_fresh(max_staleness)
-    with copy.reading() as cursor:
-        row = cursor.execute(_version_sql()).fetchone()
+    """Sync (or wait for the sync) if older than max_staleness seconds, then version."""
+    lake, freshness = fresh(engine, max_staleness)
+    parts = [f"(SELECT max(snapshot_id) FROM ducklake_snapshots('{LAKE}'))"]
+    parts += [
+        f"(SELECT md5(coalesce(string_agg(CAST(x AS VARCHAR), ';' ORDER BY x.id), '')) "
+        f"FROM {name} x)"
+        for name in CATALOG_TABLES
+    ]
+    with lake.reading() as cursor:
+        row = cursor.execute("SELECT " + ", ".join(parts)).fetchone()
     digest = hashlib.sha1("|".join(str(value) for value in row or ()).encode()).hexdigest()
-    return DataVersion(synced_at=synced, token=digest[:16])
+    return DataVersion(synced_at=freshness.synced_at, token=digest[:16])

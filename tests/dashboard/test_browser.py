@@ -32,8 +32,8 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from store import analytics
+from store.analytics.lake import drop_lake
 from store.db import create_store_engine
-from store.duckdb_copy import drop_copy
 from store.filters import Filters
 from store.keys import Principal
 from store.models import MetricValue
@@ -272,7 +272,7 @@ def _conversation_to_show(database_url: str, filters: Filters) -> str:
     try:
         frame = analytics.interactions(engine, filters, scope=Principal(is_admin=True), limit=50)
     finally:
-        drop_copy(engine)
+        drop_lake(engine)
         engine.dispose()
     turns = frame["messages"].map(lambda text: sum(m["role"] == "user" for m in json.loads(text)))
     unique = ~frame["completion"].duplicated(keep=False)

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from ingest.cli import app as cli_app
 from store import analytics, connect
+from store.analytics.lake import drop_lake
 from store.db import create_store_engine
-from store.duckdb_copy import drop_copy
 from store.filters import Filters
 from store.keys import create_api_key
 from tests.store.analytics_data import KnownData, write_known_data
@@ -166,7 +166,7 @@ def test_cli_export_writes_parquet_with_a_progress_bar(live: Live, tmp_path: Pat
         filters = Filters(labels=["team=a", "env"], metrics=["quality>=0.1"])
         want = analytics.interactions(engine, filters, scope=live.data.project_id, limit=None)
     finally:
-        drop_copy(engine)
+        drop_lake(engine)
         engine.dispose()
     table = pq.read_table(out)
     assert sorted(table.column("completion_id").to_pylist()) == sorted(want["completion_id"])

@@ -72,7 +72,7 @@ def serve():
 
 
 def stop(server, thread):
-    server.should_exit = True  # runs the lifespan's shutdown (writer drain, drop_copy)
+    server.should_exit = True  # runs the lifespan's shutdown (writer drain, drop_lake)
     thread.join(30)
 
 

@@ -37,6 +37,7 @@ def _schema_diff(url: str) -> list[Any]:
                     "compare_type": True,
                     "compare_server_default": True,
                     "render_as_batch": is_sqlite(url),
+                    "include_object": migrations.include_object,
                 },
             )
             return list(compare_metadata(context, metadata))

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, insert
 
+from store.analytics.lake import drop_lake
 from store.catalog import attach_model, create_model, create_project
 from store.db import create_store_engine
-from store.duckdb_copy import drop_copy
 from store.ids import uuid7
 from store.interactions import write_interactions
 from store.models import AbTest, Comparison, Metric, MetricValue
@@ -173,7 +173,7 @@ def shared_store(request: Any, backend: str, tmp_dir: Path) -> Iterator[SharedSt
     try:
         yield SharedStore(url=url, engine=engine, data=write_known_data(engine))
     finally:
-        drop_copy(engine)
+        drop_lake(engine)
         engine.dispose()
         if backend != "sqlite":
             drop_postgres_database(url)

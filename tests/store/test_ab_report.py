@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -9,14 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy import stats
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, select
 
 from store import analytics
+from store.analytics.lake import drop_lake
 from store.catalog import attach_model, create_model, create_project
-from store.duckdb_copy import drop_copy
 from store.errors import NotFoundError
 from store.ids import uuid7
-from store.interactions import write_interactions
+from store.interactions import INTERACTION_TABLE, write_interactions
 from store.keys import Principal
 from store.types import utcnow
 from tests.store.analytics_data import AB_TABLE, COMPARISON_TABLE, METRIC_TABLE, VALUE_TABLE
@@ -126,7 +127,7 @@ def ab(engine: Engine) -> Iterator[dict[str, Any]]:
     expected.update(scores=scores, flags=flags, wins=wins, losses=45 - wins, ties=5)
     expected["project_id"] = project.id
     yield expected
-    drop_copy(engine)
+    drop_lake(engine)
 
 
 def test_scalar_metric_test_uses_welch_t(engine: Engine, ab: dict[str, Any]) -> None:
@@ -170,6 +171,42 @@ def test_preference_test_uses_win_rate_and_binomial(engine: Engine, ab: dict[str
     assert variant.significant == (expected < 0.05)
     frame = report.to_frame()
     assert frame["variant"].tolist() == ["m1", "m2"]
+
+
+def test_values_stored_out_of_range_leave_their_variant_without_estimate(
+    engine: Engine, ab: dict[str, Any]
+) -> None:
+    """1e308 and -1e308, stored before values were range-checked, make no sum overflow."""
+    with engine.connect() as connection:
+        test_id = connection.execute(
+            select(AB_TABLE.c.id).where(AB_TABLE.c.key == "scalar")
+        ).scalar_one()
+        metric_id = connection.execute(
+            select(METRIC_TABLE.c.id).where(METRIC_TABLE.c.key == "quality")
+        ).scalar_one()
+        interaction = INTERACTION_TABLE.c
+        scored_m2 = connection.execute(
+            select(VALUE_TABLE.c.completion_id)
+            .join(INTERACTION_TABLE, interaction.completion_id == VALUE_TABLE.c.completion_id)
+            .where(interaction.ab_test_id == test_id, interaction.ab_variant == "m2")
+        ).scalars().all()  # fmt: skip
+    with engine.begin() as connection:  # straight into the table, as nothing checks now
+        connection.execute(
+            insert(VALUE_TABLE),
+            [
+                {"id": uuid7(), "completion_id": completion_id, "metric_id": metric_id,
+                 "value": value, "created_at": utcnow()}
+                for completion_id, value in zip(scored_m2[:2], (1e308, -1e308), strict=True)
+            ],
+        )  # fmt: skip
+    report = analytics.ab_test_report(engine, "scalar", scope=ab["project_id"], max_staleness=0)
+    control, variant = report.variants
+    assert control.estimate == pytest.approx(np.mean(ab["scores"]["m1"]))
+    assert control.ci_low is not None and control.out_of_range == 0
+    assert (variant.observations, variant.out_of_range) == (50, 2)
+    assert (variant.estimate, variant.ci_low, variant.ci_high) == (None, None, None)
+    assert (variant.difference, variant.p_value, variant.significant) == (None, None, False)
+    json.dumps(report.to_dict(), allow_nan=False)  # every number is finite
 
 
 def test_report_of_another_projects_test_is_not_found(engine: Engine, ab: dict[str, Any]) -> None:

@@ -13,15 +13,15 @@ import pytest
 from sqlalchemy import Engine
 
 from store import analytics
-from store.data_version import data_version
+from store.analytics.lake import drop_lake
+from store.analytics.overview import choose_bucket, overview
+from store.analytics.version import data_version
 from store.db import create_store_engine
-from store.duckdb_copy import drop_copy
 from store.errors import InvalidInputError
 from store.filters import Filters
 from store.ids import uuid7
 from store.interactions import write_interactions
 from store.metrics import create_metric
-from store.overview import choose_bucket, overview
 from tests.conftest import BACKENDS
 from tests.store.analytics_data import KnownData, SharedStore, shared_store, write_known_data
 
@@ -137,5 +137,5 @@ def test_data_version_changes_only_with_the_data(sqlite_url: str) -> None:
         create_metric(engine, project_key="bot", key="brevity", kind="scalar")
         assert data_version(engine, max_staleness=0).token != second.token
     finally:
-        drop_copy(engine)
+        drop_lake(engine)
         engine.dispose()

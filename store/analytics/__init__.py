@@ -1,0 +1,59 @@
+"""Analytics over one shared, persisted, columnar analytics store (a DuckLake).
+
+    layout.py     its tables, derived from store.models
+    lake.py       where it lives; each process's DuckDB connection to it; query guards
+    changes.py    what changed in the relational store since a position
+    sync.py       the one sync owner's cycles and maintenance; readers' freshness
+    owner.py      the sync owner as a process (gateways start one)
+    compiler.py   store.filters compiled to DuckDB SQL
+    questions.py  the named questions (summary, interactions, label values, A/B reports, ...)
+    overview.py   totals, groups and time buckets in one pass (the dashboard's overview)
+    version.py    a token of the data, for caches
+
+`from store import analytics; analytics.summary(engine, filters, scope=...)`: the questions are
+re-exported here.
+"""
+
+from store.analytics.questions import (
+    AbTestReport,
+    Filters,
+    Freshness,
+    LabelFilter,
+    MetricFilter,
+    Scope,
+    ab_test_report,
+    check_filters,
+    count_interactions,
+    get_interaction,
+    interaction_batches,
+    interactions,
+    label_keys,
+    label_values,
+    metric_definitions,
+    parse_time,
+    run_sql,
+    summary,
+    synced_at,
+)
+
+__all__ = [
+    "AbTestReport",
+    "Filters",
+    "Freshness",
+    "LabelFilter",
+    "MetricFilter",
+    "Scope",
+    "ab_test_report",
+    "check_filters",
+    "count_interactions",
+    "get_interaction",
+    "interaction_batches",
+    "interactions",
+    "label_keys",
+    "label_values",
+    "metric_definitions",
+    "parse_time",
+    "run_sql",
+    "summary",
+    "synced_at",
+]

@@ -1,0 +1,287 @@
+"""What changed in the relational store since a position: new rows and tombstones (migration 0004).
+
+A *position* is plain JSON data saved with the analytics store's rows, so the sync resumes
+exactly where it stopped:
+
+- SQLite (one writer at a time, so rowids grow in commit order): the highest rowid of each
+  tracked table and the highest tombstone id, e.g. {"interaction": 812, ..., "tombstone": 3}.
+  A rowid freed by deleting a table's newest rows can be used again by a later row; its
+  tombstone names that rowid, and the sync reads such rows once more (`reused`).
+- PostgreSQL (concurrent writers commit in any order): the snapshot of the last read,
+  {"snapshot": "xmin:xmax:xip,..."}. A row is new when the transaction that wrote it
+  (`change_txid`) is visible now and was not visible in that snapshot: exact, whatever the
+  commit order, with no window to tune.
+
+Reads go through SQLAlchemy (Python's sqlite3 or psycopg), never through DuckDB's sqlite
+extension: the store file must only ever be opened by one SQLite library per process
+(../shared/docs/measured-facts.md). Values come back as text where DuckDB parses them faster
+(UUIDs, JSON, timestamps) and become Arrow arrays.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection
+
+from store.analytics.layout import TABLES, Column, LakeTable
+from store.models import CHANGE_COLUMN
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+Position = dict[str, Any]
+TOMBSTONES = "analytics_tombstone"
+_ARROW = {"int": "int64", "float": "float64", "bool": "bool_"}  # every other kind is text
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    source: str  # relational table
+    key: str  # the deleted row's key, as text
+    row_id: int | None  # SQLite rowid of the deleted row
+
+
+def _schema(columns: Sequence[Column]) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [(column.name, getattr(pa, _ARROW.get(column.kind, "string"))()) for column in columns]
+    )
+
+
+def fetch_batches(
+    connection: Connection, sql: str, params: dict[str, Any], columns: Sequence[Column], size: int
+) -> Iterator[pa.RecordBatch]:
+    """Run a driver-level query and hand its rows over as Arrow batches of at most SIZE rows."""
+    import pyarrow as pa
+
+    schema = _schema(columns)
+    result = connection.exec_driver_sql(sql, params)
+    cursor = result.cursor  # the driver's cursor: plain tuples, no Row objects
+    try:
+        while cursor is not None:
+            rows = cursor.fetchmany(size)
+            if not rows:
+                break
+            arrays = [
+                pa.array(values, type=field.type)
+                for values, field in zip(zip(*rows, strict=True), schema, strict=True)
+            ]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+    finally:
+        result.close()
+
+
+class ChangeFeed:
+    """The dialect-independent part; `for_connection` picks the dialect's feed."""
+
+    sortable_key: str  # the column chunks are ordered by
+
+    def position(self, connection: Connection) -> Position:
+        raise NotImplementedError
+
+    def pending(self, connection: Connection, prev: Position | None) -> bool:
+        """Whether anything changed after PREV (cheap: index probes only)."""
+        raise NotImplementedError
+
+    def tombstones(
+        self, connection: Connection, prev: Position | None, target: Position
+    ) -> list[Tombstone]:
+        raise NotImplementedError
+
+    def rows(
+        self,
+        connection: Connection,
+        table: LakeTable,
+        prev: Position | None,
+        target: Position,
+        *,
+        after: Any,
+        limit: int,
+    ) -> tuple[pa.RecordBatch | None, Any]:
+        """The next chunk of TABLE's rows new between PREV and TARGET, after key AFTER, and
+        the key to continue after (None when the chunk was the last)."""
+        raise NotImplementedError
+
+    def reused(
+        self, connection: Connection, table: LakeTable, row_ids: Sequence[int], prev: Position
+    ) -> pa.RecordBatch | None:
+        """Rows that took the rowid of a deleted row (SQLite only)."""
+        return None
+
+    def prune(self, connection: Connection, applied: Position) -> None:
+        """Delete the tombstones that APPLIED covers."""
+        raise NotImplementedError
+
+
+def _select(table: LakeTable, render: Any) -> str:
+    return ", ".join(render(column) for column in table.source_columns)
+
+
+class SqliteFeed(ChangeFeed):
+    sortable_key = "rowid"
+
+    def position(self, connection: Connection) -> Position:
+        parts = [f"(SELECT coalesce(max(rowid), 0) FROM {table.source})" for table in TABLES]
+        parts.append(f"(SELECT coalesce(max(id), 0) FROM {TOMBSTONES})")
+        row = connection.exec_driver_sql("SELECT " + ", ".join(parts)).one()
+        position = {table.source: int(value) for table, value in zip(TABLES, row, strict=False)}
+        position[TOMBSTONES] = int(row[-1])
+        return position
+
+    def pending(self, connection: Connection, prev: Position | None) -> bool:
+        return prev is None or self.position(connection) != prev
+
+    def tombstones(
+        self, connection: Connection, prev: Position | None, target: Position
+    ) -> list[Tombstone]:
+        rows = connection.exec_driver_sql(
+            f"SELECT source, key, row_id FROM {TOMBSTONES} WHERE id > ? AND id <= ? ORDER BY id",
+            (int((prev or {}).get(TOMBSTONES, 0)), int(target[TOMBSTONES])),
+        ).all()
+        return [Tombstone(source, key, row_id) for source, key, row_id in rows]
+
+    def rows(
+        self,
+        connection: Connection,
+        table: LakeTable,
+        prev: Position | None,
+        target: Position,
+        *,
+        after: Any,
+        limit: int,
+    ) -> tuple[pa.RecordBatch | None, Any]:
+        start = max(int((prev or {}).get(table.source, 0)), int(after or 0))
+        columns = [*table.source_columns, Column("rowid", "BIGINT", "int", "")]
+        sql = (
+            f"SELECT {_select(table, lambda c: c.name)}, rowid FROM {table.source} "
+            f"WHERE rowid > :start AND rowid <= :end ORDER BY rowid LIMIT :limit"
+        )
+        params = {"start": start, "end": int(target[table.source]), "limit": limit}
+        batch = next(fetch_batches(connection, sql, params, columns, limit), None)
+        if batch is None or batch.num_rows == 0:
+            return None, None
+        last = batch.column("rowid")[-1].as_py()
+        batch = batch.drop_columns(["rowid"])
+        return batch, (last if batch.num_rows == limit else None)
+
+    def reused(
+        self, connection: Connection, table: LakeTable, row_ids: Sequence[int], prev: Position
+    ) -> pa.RecordBatch | None:
+        wanted = sorted({int(r) for r in row_ids if int(r) <= int(prev.get(table.source, 0))})
+        if not wanted:
+            return None
+        marks = ", ".join(str(r) for r in wanted)
+        columns = _select(table, lambda c: c.name)
+        sql = f"SELECT {columns} FROM {table.source} WHERE rowid IN ({marks})"
+        return next(fetch_batches(connection, sql, {}, table.source_columns, len(wanted)), None)
+
+    def prune(self, connection: Connection, applied: Position) -> None:
+        # All but the newest: a new tombstone is numbered max(id) + 1, which must stay above
+        # every applied one.
+        connection.exec_driver_sql(
+            f"DELETE FROM {TOMBSTONES} WHERE id < ?", (int(applied[TOMBSTONES]),)
+        )
+
+
+def _postgres_column(column: Column) -> str:
+    if column.kind in ("uuid", "json"):
+        return f"{column.name}::text"
+    if column.kind == "ts":
+        return f"to_char({column.name} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+    return column.name
+
+
+def _new_since(prev: Position | None, target_param: str | None) -> str:
+    """SQL: the row's transaction is visible in the target snapshot and was not in PREV."""
+    clauses = []
+    visible = f"pg_visible_in_snapshot({CHANGE_COLUMN}::text::xid8, %({{}})s::pg_snapshot)"
+    if prev is not None:
+        clauses.append(
+            f"{CHANGE_COLUMN} >= pg_snapshot_xmin(%(prev)s::pg_snapshot)::text::bigint "
+            f"AND NOT {visible.format('prev')}"
+        )
+    if target_param is not None:
+        clauses.append(f"({CHANGE_COLUMN} IS NULL OR {visible.format(target_param)})")
+    return " AND ".join(clauses) or "TRUE"
+
+
+class PostgresFeed(ChangeFeed):
+    sortable_key = "key"
+
+    def position(self, connection: Connection) -> Position:
+        snapshot = connection.exec_driver_sql("SELECT pg_current_snapshot()::text").scalar_one()
+        return {"snapshot": str(snapshot)}
+
+    def pending(self, connection: Connection, prev: Position | None) -> bool:
+        if prev is None:
+            return True
+        probes = " OR ".join(
+            f"EXISTS (SELECT 1 FROM {source} WHERE {_new_since(prev, None)})"
+            for source in (*(table.source for table in TABLES), TOMBSTONES)
+        )
+        return bool(
+            connection.exec_driver_sql(f"SELECT {probes}", {"prev": prev["snapshot"]}).scalar()
+        )
+
+    def tombstones(
+        self, connection: Connection, prev: Position | None, target: Position
+    ) -> list[Tombstone]:
+        params = {"target": target["snapshot"]}
+        if prev is not None:
+            params["prev"] = prev["snapshot"]
+        rows = connection.exec_driver_sql(
+            f"SELECT source, key FROM {TOMBSTONES} WHERE {_new_since(prev, 'target')} ORDER BY id",
+            params,
+        ).all()
+        return [Tombstone(source, key, None) for source, key in rows]
+
+    def rows(
+        self,
+        connection: Connection,
+        table: LakeTable,
+        prev: Position | None,
+        target: Position,
+        *,
+        after: Any,
+        limit: int,
+    ) -> tuple[pa.RecordBatch | None, Any]:
+        params: dict[str, Any] = {"target": target["snapshot"], "limit": limit}
+        if prev is not None:
+            params["prev"] = prev["snapshot"]
+        where = _new_since(prev, "target")
+        if after is not None:
+            where += f" AND {table.key} > %(after)s::uuid"
+            params["after"] = after
+        sql = (
+            f"SELECT {_select(table, _postgres_column)} FROM {table.source} "
+            f"WHERE {where} ORDER BY {table.key} LIMIT %(limit)s"
+        )
+        batch = next(fetch_batches(connection, sql, params, table.source_columns, limit), None)
+        if batch is None or batch.num_rows == 0:
+            return None, None
+        last = batch.column(table.key)[-1].as_py()
+        return batch, (last if batch.num_rows == limit else None)
+
+    def prune(self, connection: Connection, applied: Position) -> None:
+        connection.exec_driver_sql(
+            f"DELETE FROM {TOMBSTONES} WHERE {CHANGE_COLUMN} IS NULL OR pg_visible_in_snapshot("
+            f"{CHANGE_COLUMN}::text::xid8, %(applied)s::pg_snapshot)",
+            {"applied": applied["snapshot"]},
+        )
+
+
+def feed_for(connection: Connection) -> ChangeFeed:
+    return PostgresFeed() if connection.dialect.name == "postgresql" else SqliteFeed()
+
+
+def dumps(position: Position | None) -> str | None:
+    return None if position is None else json.dumps(position, sort_keys=True)
+
+
+def loads(text: str | None) -> Position | None:
+    return None if not text else dict(json.loads(text))

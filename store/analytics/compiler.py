@@ -1,0 +1,100 @@
+"""Filters (store.filters) compiled for the analytics store: one WHERE clause over
+`interactions i` with positional parameters, always restricted to the caller's scope.
+
+Labels are a `MAP(VARCHAR, VARCHAR)` column: `i.labels['team']` is the value or NULL, so
+`k != v` is also true where the key is absent, as in the relational compiler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from store.feedback import METRIC_VALUE_LIMIT
+from store.filters import Filters, LabelFilter, Scope, scope_project_id
+
+
+@dataclass
+class CompiledFilters:
+    """A WHERE clause over `interactions i` and its positional parameters."""
+
+    where: str
+    params: list[Any]
+
+
+def literal(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def label_expression(key: str) -> str:
+    """The value of label KEY of interaction `i` (NULL when it has none)."""
+    return f"i.labels[{literal(key)}]"
+
+
+def metric_value(column: str) -> str:
+    """A stored metric value, or NULL when it lies outside the documented range (values
+    stored before the range was enforced must not break aggregates)."""
+    return f"CASE WHEN abs({column}) <= {METRIC_VALUE_LIMIT:g} THEN {column} END"
+
+
+def compile_filters(filters: Filters, *, scope: Scope) -> CompiledFilters:
+    """Translate filters (and the scope) to DuckDB SQL over the analytics store."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    project_id = scope_project_id(scope)
+    if project_id is not None:
+        clauses.append("i.project_id = ?")
+        params.append(project_id)
+    if filters.project is not None:
+        clauses.append("i.project_id IN (SELECT id FROM projects WHERE key = ?)")
+        params.append(filters.project)
+    if filters.model is not None:
+        clauses.append("i.model_id IN (SELECT id FROM models WHERE key = ?)")
+        params.append(filters.model)
+    if filters.ab_test is not None:
+        clauses.append("i.ab_test_id IN (SELECT id FROM ab_tests WHERE key = ?)")
+        params.append(filters.ab_test)
+    for name, column in (("variant", "ab_variant"), ("user", "user_id"), ("status", "status")):
+        value = getattr(filters, name)
+        if value is not None:
+            clauses.append(f"i.{column} = ?")
+            params.append(value)
+    if filters.session is not None:
+        clauses.append("i.session_id = ?")
+        params.append(str(filters.session))
+    if filters.since is not None:
+        clauses.append("i.created_at >= ?")
+        params.append(filters.since)
+    if filters.until is not None:
+        clauses.append("i.created_at < ?")
+        params.append(filters.until)
+    for label in filters.label_filters:
+        clauses.append(_label_clause(label, params))
+    for metric in filters.metric_filters:
+        clauses.append(
+            "i.completion_id IN (SELECT mv.completion_id FROM metric_values mv "
+            "JOIN metrics m ON m.id = mv.metric_id WHERE m.key = ? "
+            f"GROUP BY mv.completion_id HAVING avg({metric_value('mv.value')}) {metric.op} ?)"
+        )
+        params.extend([metric.key, metric.value])
+    if filters.search:
+        escaped = filters.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        params.extend([pattern, pattern])
+        clauses.append("(i.prompt_text ILIKE ? ESCAPE '\\' OR i.completion ILIKE ? ESCAPE '\\')")
+    return CompiledFilters(" AND ".join(clauses) or "TRUE", params)
+
+
+def _label_clause(label: LabelFilter, params: list[Any]) -> str:
+    value = label_expression(label.key)
+    if label.op == "exists":
+        return f"{value} IS NOT NULL"
+    if label.op == "!=":
+        params.append(label.values[0])
+        return f"{value} IS DISTINCT FROM ?"
+    if label.op == "=":
+        params.append(label.values[0])
+        return f"{value} = ?"
+    params.extend(label.values)
+    return f"{value} IN ({', '.join('?' for _ in label.values)})"

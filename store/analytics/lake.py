@@ -1,0 +1,359 @@
+"""Where the analytics store lives, and each process's one DuckDB connection to it.
+
+The analytics store is a DuckLake: Parquet files under a data path, and a catalog that says
+which files make up each table at each snapshot.
+
+- SQLite store `dir/name.db`: catalog `dir/name.analytics.sqlite` (its own SQLite file, in WAL
+  mode so that readers never block the sync), data under `dir/name.analytics/`. DuckDB's sqlite
+  extension opens the catalog only, never the store file (two SQLite libraries on one file in
+  one process corrupt it: ../shared/docs/measured-facts.md).
+- PostgreSQL store: catalog in the schema `interlog_analytics` of the store's own database
+  (several writers and readers at once, on any host), data under `interlog-analytics/` in the
+  working directory unless INTERLOG_ANALYTICS_PATH says otherwise (any path DuckDB can write,
+  object storage included, so that several machines read the same files).
+
+The data path is fixed when the analytics store is created (DuckLake keeps it in the catalog).
+
+A process attaches the analytics store once (`lake_for(engine)`), and readers see it through
+views named after the tables (interactions, metric_values, comparisons). The small
+configuration tables (projects, models, metrics, ab_tests) are read from the relational store
+into the process's in-memory DuckDB at most once a second: they are tiny, and read-your-writes
+matters for them (a new metric, an ended A/B test). DuckDB's memory is capped
+(INTERLOG_ANALYTICS_MEMORY_LIMIT); it spills to a temporary directory beyond that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from store.analytics.layout import SYNC_STATE_DDL, TABLES
+from store.errors import InvalidInputError
+from store.read_guard import ReadGuard
+from store.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import duckdb
+
+SCHEMA = "interlog_analytics"  # PostgreSQL schema of the catalog
+LAKE = "lake"  # the analytics store's name inside DuckDB
+#: Configuration tables copied from the relational store: (name in DuckDB, select).
+CATALOG_TABLES = {
+    "projects": "SELECT id, key, name FROM project",
+    "models": "SELECT id, key, name FROM model",
+    "metrics": "SELECT id, project_id, key, name, kind, scoring FROM metric",
+    "ab_tests": (
+        "SELECT id, project_id, key, metric_id, mode, variants, status, winner FROM ab_test"
+    ),
+}
+CATALOG_SECONDS = 1.0
+INLINE_ROWS = 1_000  # inserts of fewer rows go to the catalog, not to a new Parquet file
+
+
+@dataclass(frozen=True)
+class LakeLocation:
+    """The catalog, the data path and the sync lock of one store's analytics store."""
+
+    catalog: str  # DuckLake's ATTACH target, e.g. 'ducklake:sqlite:/abs/x.analytics.sqlite'
+    data_path: str
+    catalog_file: Path | None  # SQLite: the catalog file
+    metadata_schema: str | None  # PostgreSQL: the catalog's schema
+
+    @property
+    def lock_file(self) -> Path | None:
+        """SQLite: the file whose flock makes a process the sync owner."""
+        return None if self.catalog_file is None else self.catalog_file.with_suffix(".lock")
+
+
+def _libpq(url: URL) -> str:
+    parts = {
+        "dbname": url.database,
+        "host": url.host or "127.0.0.1",
+        "port": url.port or 5432,
+        "user": url.username,
+        "password": url.password,
+    }
+    return " ".join(f"{key}={value}" for key, value in parts.items() if value not in (None, ""))
+
+
+def lake_location(url: URL, settings: Settings) -> LakeLocation:
+    """Where the analytics store of the store at URL lives (see the module docstring)."""
+    configured = settings.analytics_path
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise InvalidInputError("an in-memory SQLite store has no analytics store: use a file")
+        store = Path(url.database).resolve()
+        catalog = store.with_name(store.stem + ".analytics.sqlite")
+        data = configured or str(store.with_name(store.stem + ".analytics"))
+        return LakeLocation(f"ducklake:sqlite:{catalog}", data, catalog, None)
+    name = f"{url.host or 'localhost'}-{url.port or 5432}-{url.database}"
+    data = configured or str(Path("interlog-analytics").resolve() / name)
+    return LakeLocation(f"ducklake:postgres:{_libpq(url)}", data, None, SCHEMA)
+
+
+def _extension_directory() -> Path:
+    path = Path(tempfile.gettempdir()) / f"interlog-duckdb-extensions-{os.getuid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_extensions(con: duckdb.DuckDBPyConnection, *names: str) -> None:
+    """Install (from the pip packages, never from the network) and load DuckDB extensions."""
+    import duckdb_extensions
+
+    directory = _extension_directory()
+    con.execute(f"SET extension_directory = '{directory}'")
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one process installs at a time
+        for name in names:
+            try:
+                con.execute(f"LOAD {name}")
+            except Exception:  # duckdb.IOException: not installed here yet
+                duckdb_extensions.import_extension(name, con=con)
+                con.execute(f"LOAD {name}")
+
+
+def _catalog_exists(engine: Engine, location: LakeLocation) -> bool:
+    if location.catalog_file is not None:
+        return location.catalog_file.exists()
+    with engine.connect() as connection:
+        found = connection.exec_driver_sql(
+            f"SELECT to_regclass('{SCHEMA}.ducklake_metadata') IS NOT NULL"
+        ).scalar()
+    return bool(found)
+
+
+def _create_sqlite_catalog(path: Path) -> None:
+    """An empty catalog file in WAL mode, so that the sync's commits never wait for readers (and
+    readers never fail on a lock). Made by Python's sqlite3 before any DuckDB opens it, and
+    closed at once: DuckDB's SQLite is then the only one to touch the file."""
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+
+
+class Lake:
+    """One process's DuckDB instance with the analytics store attached; thread-safe.
+
+    Readers take a cursor (`reading`); the sync writes through its own cursor. The schema is
+    created by the process that creates the catalog (the first sync).
+    """
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.location = lake_location(engine.url, settings)
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.RLock()
+        self.freshness_check: Any = None  # store.analytics.sync.FreshnessCheck, made on use
+        self._catalog_loaded = float("-inf")
+        self._catalog_digest: tuple[Any, ...] | None = None
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """Whether the analytics store has been created (by a sync)."""
+        return self.con is not None or _catalog_exists(self.engine, self.location)
+
+    def open(self, *, create: bool = False) -> duckdb.DuckDBPyConnection | None:
+        """The attached connection; None when the analytics store does not exist yet and
+        CREATE is false (only the sync owner creates it)."""
+        with self._lock:
+            if self.con is not None:
+                return self.con
+            exists = _catalog_exists(self.engine, self.location)
+            if not exists and not create:
+                return None
+            try:
+                self.con = self._attach(create=not exists)
+            except Exception as exc:
+                # PostgreSQL: the owner is creating the catalog right now (no tables yet).
+                if create or "does not exist" not in str(exc):
+                    raise
+                return None
+            return self.con
+
+    def _attach(self, *, create: bool) -> duckdb.DuckDBPyConnection:
+        import duckdb
+
+        temp = Path(tempfile.gettempdir()) / f"interlog-duckdb-{os.getpid()}"
+        con = duckdb.connect(
+            ":memory:",
+            config={
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "memory_limit": self.settings.analytics_memory_limit,
+                "temp_directory": str(temp),
+                "preserve_insertion_order": False,
+            },
+        )
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            sqlite = self.location.catalog_file is not None
+            load_extensions(con, "sqlite" if sqlite else "postgres", "ducklake")
+            options = [f"DATA_INLINING_ROW_LIMIT {INLINE_ROWS}"]
+            if self.location.metadata_schema:
+                options.append(f"METADATA_SCHEMA '{self.location.metadata_schema}'")
+            if create:
+                self._create(con, options)
+            con.execute(f"ATTACH '{self.location.catalog}' AS {LAKE} ({', '.join(options)})")
+            for table in TABLES:
+                con.execute(
+                    f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM {LAKE}.{table.name}"
+                )
+            for name in CATALOG_TABLES:
+                con.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT 1 AS placeholder LIMIT 0")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _create(self, con: duckdb.DuckDBPyConnection, options: list[str]) -> None:
+        """Create the analytics store: catalog, settings, tables. A SQLite catalog is made
+        under a temporary name and renamed when complete, so no reader ever attaches a
+        half-made one (DuckLake would take an empty file for a new store of its own)."""
+        location = self.location
+        if "://" not in location.data_path:
+            Path(location.data_path).mkdir(parents=True, exist_ok=True)
+        catalog = location.catalog
+        if location.catalog_file is not None:
+            draft = location.catalog_file.with_name(location.catalog_file.name + ".new")
+            for stale in (draft, *(Path(f"{draft}{end}") for end in ("-wal", "-shm"))):
+                stale.unlink(missing_ok=True)
+            _create_sqlite_catalog(draft)
+            catalog = f"ducklake:sqlite:{draft}"
+        attach_options = ", ".join([*options, f"DATA_PATH '{location.data_path}'"])
+        con.execute(f"ATTACH '{catalog}' AS {LAKE} ({attach_options})")
+        con.execute(f"CALL {LAKE}.set_option('parquet_compression', 'zstd')")
+        con.execute(f"CALL {LAKE}.set_option('data_inlining_row_limit', {INLINE_ROWS})")
+        for table in TABLES:
+            con.execute(table.ddl(LAKE))
+        con.execute(SYNC_STATE_DDL.format(schema=LAKE))
+        con.execute(f"DETACH {LAKE}")
+        if location.catalog_file is not None:
+            draft.rename(location.catalog_file)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.con is not None:
+                self.con.close()
+                self.con = None
+
+    # -- configuration tables --------------------------------------------------------------
+
+    def refresh_catalog(self, *, max_age: float = CATALOG_SECONDS) -> None:
+        """Copy the configuration tables from the relational store unless the copy is younger
+        than MAX_AGE seconds."""
+        with self._lock:
+            if time.monotonic() - self._catalog_loaded < max_age:
+                return
+            assert self.con is not None
+            import pyarrow as pa
+
+            tables = {}
+            with self.engine.connect() as connection:
+                for name, select in CATALOG_TABLES.items():
+                    result = connection.exec_driver_sql(select)
+                    columns = list(result.keys())
+                    rows = [tuple(_plain(v) for v in row) for row in result]
+                    tables[name] = (columns, rows)
+            digest = tuple((name, tuple(rows)) for name, (_, rows) in tables.items())
+            if digest != self._catalog_digest:
+                for name, (columns, rows) in tables.items():
+                    data = (
+                        pa.table({c: pa.array([r[i] for r in rows]) for i, c in enumerate(columns)})
+                        if rows
+                        else None
+                    )
+                    if data is None:
+                        self.con.execute(
+                            f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM "
+                            f"({_empty_select(name)}) LIMIT 0"
+                        )
+                    else:
+                        self.con.register("catalog_rows", data)
+                        try:
+                            self.con.execute(
+                                f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM catalog_rows"
+                            )
+                        finally:
+                            self.con.unregister("catalog_rows")
+                self._catalog_digest = digest
+            self._catalog_loaded = time.monotonic()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reading(self, guard: ReadGuard | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor for one question; GUARD interrupts it at its deadline or when cancelled."""
+        con = self.con
+        assert con is not None
+        cursor = con.cursor()
+        try:
+            with guard.watching(cursor) if guard is not None else contextlib.nullcontext():
+                yield cursor
+        finally:
+            cursor.close()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        import json
+
+        return json.dumps(value)
+    return value
+
+
+#: Typed empty tables, for a store without projects, models, metrics or A/B tests yet.
+_EMPTY = {
+    "projects": "SELECT 0::INTEGER AS id, ''::VARCHAR AS key, ''::VARCHAR AS name",
+    "models": "SELECT 0::INTEGER AS id, ''::VARCHAR AS key, ''::VARCHAR AS name",
+    "metrics": (
+        "SELECT 0::INTEGER AS id, 0::INTEGER AS project_id, ''::VARCHAR AS key, "
+        "''::VARCHAR AS name, ''::VARCHAR AS kind, ''::VARCHAR AS scoring"
+    ),
+    "ab_tests": (
+        "SELECT 0::INTEGER AS id, 0::INTEGER AS project_id, ''::VARCHAR AS key, "
+        "0::INTEGER AS metric_id, ''::VARCHAR AS mode, ''::VARCHAR AS variants, "
+        "''::VARCHAR AS status, ''::VARCHAR AS winner"
+    ),
+}
+
+
+def _empty_select(name: str) -> str:
+    return _EMPTY[name]
+
+
+_lakes: dict[int, Lake] = {}
+_lakes_lock = threading.Lock()
+
+
+def lake_for(engine: Engine, settings: Settings | None = None) -> Lake:
+    """This process's Lake for the engine's store (not attached until first used)."""
+    with _lakes_lock:
+        lake = _lakes.get(id(engine))
+        if lake is None or lake.engine is not engine:
+            lake = Lake(engine, settings or get_settings())
+            _lakes[id(engine)] = lake
+        return lake
+
+
+def drop_lake(engine: Engine) -> None:
+    """Detach (and forget) the engine's analytics store in this process, e.g. on shutdown."""
+    with _lakes_lock:
+        lake = _lakes.pop(id(engine), None)
+    if lake is not None:
+        lake.close()

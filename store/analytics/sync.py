@@ -1,0 +1,438 @@
+"""Keeping the analytics store in step with the relational store: one sync owner at a time.
+
+The owner is whoever holds the sync lock: an flock on `NAME.analytics.lock` beside a SQLite
+store, a PostgreSQL advisory lock otherwise (`SyncLock`). A gateway's child process holds it
+for as long as it lives (store/analytics/owner.py); a notebook, the CLI or the dashboard on a
+store with no running service takes it for one catch-up (`Freshness.ensure`).
+
+One sync cycle (`Syncer.cycle`):
+1. take the target position (store/analytics/changes.py) and the time just before it;
+2. delete the rows named by new tombstones from the analytics store;
+3. append the new rows of interaction, metric_value and comparison (SQLite: also rows that took
+   a deleted row's rowid, deleted first by key), in chunks;
+4. save the position in `sync_state`, in the same DuckLake transaction as the rows: a cycle
+   that stops halfway (crash, kill) resumes at its last committed chunk, never twice.
+The first cycle on an existing store is the initial build, committed every COMMIT_ROWS rows.
+
+Maintenance (the owner, between cycles): small inserts that DuckLake keeps in the catalog
+(fewer than INLINE_ROWS rows: the trickle of a quiet service) are written out as Parquet every
+FLUSH_SECONDS; small files are merged, snapshots older than KEEP_SNAPSHOTS expired and their
+files removed every MAINTENANCE_SECONDS (readers' queries are bounded by the read timeout, far
+below that age).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any
+
+from sqlalchemy import Connection, Engine
+
+from store.analytics import changes
+from store.analytics.changes import Position, Tombstone
+from store.analytics.lake import LAKE, Lake
+from store.analytics.layout import BY_SOURCE, LAYOUT_VERSION, TABLES, LakeTable
+from store.errors import AnalyticsNotReadyError
+
+log = logging.getLogger("interlog.analytics")
+
+CHUNK_ROWS = 20_000  # rows read from the store at a time
+COMMIT_ROWS = 200_000  # the initial build commits at least this often
+FLUSH_SECONDS = 10.0
+MAINTENANCE_SECONDS = 300.0
+KEEP_SNAPSHOTS = timedelta(minutes=10)
+WAIT_SECONDS = 10.0  # how long a reader waits for the owner to catch up
+_ADVISORY_KEY = zlib.crc32(b"interlog analytics sync")  # PostgreSQL advisory lock id
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """What the analytics store holds: everything up to `position`, as of `synced_at`."""
+
+    position: Position | None  # last complete cycle's target (None: nothing synced yet)
+    target: Position | None  # the cycle under way, if one stopped halfway
+    step: int  # index in STEPS of the cycle under way
+    after: Any  # key of the last row of that step already committed
+    reused: dict[str, list[int]]  # SQLite rowids to read again in the cycle under way
+    synced_at: datetime | None
+    complete: bool  # the initial build has finished
+    rows_synced: int
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(
+            {
+                "position": self.position,
+                "target": self.target,
+                "step": self.step,
+                "after": self.after,
+                "reused": self.reused,
+            },
+            sort_keys=True,
+        )
+
+
+EMPTY = SyncState(None, None, 0, None, {}, None, False, 0)
+STEPS = ("tombstones", *(table.source for table in TABLES))
+
+
+def read_state(cursor: Any) -> tuple[SyncState, int | None]:
+    """The analytics store's sync state and its layout version (None when not built)."""
+    import json
+
+    row = cursor.execute(
+        f"SELECT layout, position, synced_at, complete, rows_synced FROM {LAKE}.sync_state "
+        "WHERE id = 1"
+    ).fetchone()
+    if row is None:
+        return EMPTY, None
+    layout, text, synced_at, complete, rows_synced = row
+    data = json.loads(text)
+    state = SyncState(
+        position=data.get("position"),
+        target=data.get("target"),
+        step=int(data.get("step", 0)),
+        after=data.get("after"),
+        reused={k: list(v) for k, v in (data.get("reused") or {}).items()},
+        synced_at=synced_at,
+        complete=bool(complete),
+        rows_synced=int(rows_synced or 0),
+    )
+    return state, int(layout)
+
+
+def _write_state(cursor: Any, state: SyncState) -> None:
+    cursor.execute(f"DELETE FROM {LAKE}.sync_state")
+    cursor.execute(
+        f"INSERT INTO {LAKE}.sync_state VALUES (1, ?, ?, ?, ?, ?)",
+        [LAYOUT_VERSION, state.to_json(), state.synced_at, state.complete, state.rows_synced],
+    )
+
+
+class SyncLock:
+    """The sync owner's lock: flock on a SQLite store's lock file, advisory on PostgreSQL."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self._file: IO[str] | None = None
+        self._connection: Connection | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock if nobody holds it; never waits."""
+        path = self.lake.location.lock_file
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a")  # noqa: SIM115 - held for as long as the lock
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                return False
+            self._file = handle
+            return True
+        connection = self.lake.engine.connect()
+        got = connection.exec_driver_sql(f"SELECT pg_try_advisory_lock({_ADVISORY_KEY})").scalar()
+        connection.commit()
+        if not got:
+            connection.close()
+            return False
+        self._connection = connection
+        return True
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.exec_driver_sql(f"SELECT pg_advisory_unlock({_ADVISORY_KEY})")
+                self._connection.commit()
+            self._connection.close()
+            self._connection = None
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None or self._connection is not None
+
+
+@contextlib.contextmanager
+def _store_read(engine: Engine) -> Iterator[Connection]:
+    """A read transaction on the store (REPEATABLE READ on PostgreSQL: one snapshot)."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            yield connection
+
+
+class Syncer:
+    """Runs sync cycles for the owner of the sync lock."""
+
+    def __init__(
+        self, lake: Lake, *, chunk_rows: int = CHUNK_ROWS, commit_rows: int = COMMIT_ROWS
+    ) -> None:
+        self.lake = lake
+        self.chunk_rows = chunk_rows
+        self.commit_rows = commit_rows
+        self._last_maintenance = self._last_flush = time.monotonic()
+
+    def cycle(self, *, on_rows: Any = None) -> int:
+        """Bring the analytics store up to the store's current position; returns rows applied
+        (tombstones included). The caller holds the sync lock."""
+        con = self.lake.open(create=True)
+        assert con is not None
+        cursor = con.cursor()
+        try:
+            state, layout = read_state(cursor)
+            if layout is not None and layout != LAYOUT_VERSION:
+                self._drop_tables(cursor)
+                state = EMPTY
+            return self._cycle(cursor, state, on_rows)
+        finally:
+            cursor.close()
+
+    def _drop_tables(self, cursor: Any) -> None:
+        log.warning("analytics layout changed: rebuilding the analytics store from the store")
+        cursor.execute("BEGIN")
+        for table in TABLES:
+            cursor.execute(f"DROP TABLE IF EXISTS {LAKE}.{table.name}")
+        cursor.execute(f"DELETE FROM {LAKE}.sync_state")
+        for table in TABLES:
+            cursor.execute(table.ddl(LAKE))
+        cursor.execute("COMMIT")
+
+    def _cycle(self, cursor: Any, state: SyncState, on_rows: Any) -> int:
+        engine = self.lake.engine
+        applied = 0
+        pending_rows = 0
+        with _store_read(engine) as connection:
+            feed = changes.feed_for(connection)
+            if state.target is None:
+                started = datetime.now(UTC)
+                target = feed.position(connection)
+                if target == state.position:
+                    return 0
+                state = SyncState(
+                    state.position, target, 0, None, {}, started, state.complete,
+                    state.rows_synced,
+                )  # fmt: skip
+            assert state.target is not None
+            cursor.execute("BEGIN")
+            try:
+                step = state.step
+                after = state.after
+                reused = dict(state.reused)
+                while step < len(STEPS):
+                    name = STEPS[step]
+                    if name == "tombstones":
+                        stones = feed.tombstones(connection, state.position, state.target)
+                        applied += self._apply_tombstones(cursor, stones)
+                        for stone in stones:
+                            if stone.row_id is not None:
+                                reused.setdefault(stone.source, []).append(stone.row_id)
+                        step, after = step + 1, None
+                        continue
+                    table = BY_SOURCE[name]
+                    if after is None and reused.get(name) and state.position is not None:
+                        again = feed.reused(connection, table, reused[name], state.position)
+                        if again is not None and again.num_rows:
+                            self._delete_keys(cursor, table, again.column(table.key).to_pylist())
+                            self._append(cursor, table, again)
+                            applied += again.num_rows
+                    batch, after = feed.rows(
+                        connection, table, state.position, state.target,
+                        after=after, limit=self.chunk_rows,
+                    )  # fmt: skip
+                    if batch is not None:
+                        self._append(cursor, table, batch)
+                        applied += batch.num_rows
+                        pending_rows += batch.num_rows
+                        if on_rows is not None:
+                            on_rows(name, batch.num_rows)
+                    if after is None:
+                        step += 1
+                    if pending_rows >= self.commit_rows and step < len(STEPS):
+                        partial = SyncState(
+                            state.position, state.target, step, after, reused,
+                            state.synced_at, state.complete, state.rows_synced + applied,
+                        )  # fmt: skip
+                        _write_state(cursor, partial)
+                        cursor.execute("COMMIT")
+                        cursor.execute("BEGIN")
+                        pending_rows = 0
+                done = SyncState(
+                    state.target, None, 0, None, {}, state.synced_at, True,
+                    state.rows_synced + applied,
+                )  # fmt: skip
+                _write_state(cursor, done)
+                cursor.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    cursor.execute("ROLLBACK")
+                raise
+        if any(s for s in (state.position, state.target)):
+            self._prune(state.target)
+        return applied
+
+    def _prune(self, applied: Position | None) -> None:
+        if applied is None:
+            return
+        try:
+            with self.lake.engine.begin() as connection:
+                changes.feed_for(connection).prune(connection, applied)
+        except Exception:  # the store may be busy: pruning waits for the next cycle
+            log.debug("pruning tombstones failed", exc_info=True)
+
+    def _apply_tombstones(self, cursor: Any, stones: list[Tombstone]) -> int:
+        for source in {stone.source for stone in stones}:
+            table = BY_SOURCE.get(source)
+            if table is not None:
+                self._delete_keys(cursor, table, [s.key for s in stones if s.source == source])
+        return len(stones)
+
+    @staticmethod
+    def _delete_keys(cursor: Any, table: LakeTable, keys: list[Any]) -> None:
+        import pyarrow as pa
+
+        if not keys:
+            return
+        cursor.register("gone", pa.table({"key": pa.array([str(k) for k in keys])}))
+        try:
+            cursor.execute(
+                f"DELETE FROM {LAKE}.{table.name} WHERE {table.key} IN "
+                "(SELECT CAST(key AS UUID) FROM gone)"
+            )
+        finally:
+            cursor.unregister("gone")
+
+    @staticmethod
+    def _append(cursor: Any, table: LakeTable, batch: Any) -> None:
+        names = ", ".join(column.name for column in table.columns)
+        exprs = ", ".join(column.expression for column in table.columns)
+        cursor.register("staged", batch)
+        try:
+            cursor.execute(
+                f"INSERT INTO {LAKE}.{table.name} ({names}) SELECT {exprs} FROM staged s"
+            )
+        finally:
+            cursor.unregister("staged")
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def maintain(self, *, force: bool = False) -> bool:
+        """Flush rows inlined in the catalog into Parquet every FLUSH_SECONDS; merge small
+        files, expire snapshots older than KEEP_SNAPSHOTS and delete their files every
+        MAINTENANCE_SECONDS. Returns whether anything ran. The owner calls it after each cycle,
+        under load too (small files pile up fastest then)."""
+        now = time.monotonic()
+        flush = force or now - self._last_flush >= FLUSH_SECONDS
+        full = force or now - self._last_maintenance >= MAINTENANCE_SECONDS
+        if not (flush or full):
+            return False
+        con = self.lake.open(create=True)
+        assert con is not None
+        cursor = con.cursor()
+        try:
+            if flush or full:
+                cursor.execute(f"CALL ducklake_flush_inlined_data('{LAKE}')")
+                self._last_flush = now
+            if full:
+                older = datetime.now(UTC) - KEEP_SNAPSHOTS
+                cursor.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}')")
+                cursor.execute(
+                    f"CALL ducklake_expire_snapshots('{LAKE}', older_than => ?)", [older]
+                )
+                cursor.execute(
+                    f"CALL ducklake_cleanup_old_files('{LAKE}', older_than => ?)", [older]
+                )
+                self._last_maintenance = now
+        finally:
+            cursor.close()
+        return True
+
+
+def sync_now(lake: Lake, *, on_rows: Any = None) -> int | None:
+    """One catch-up in this process if nobody else owns the sync; None when someone does."""
+    lock = SyncLock(lake)
+    if not lock.acquire():
+        return None
+    try:
+        return Syncer(lake).cycle(on_rows=on_rows)
+    finally:
+        lock.release()
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How current an answer is: every change committed to the store before `synced_at` is in
+    it. `behind` is true when newer changes exist that the answer does not include yet."""
+
+    synced_at: datetime
+    behind: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"synced_at": self.synced_at.isoformat(), "behind": self.behind}
+
+
+class FreshnessCheck:
+    """A reader's side of freshness, for one process and one store."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self._verified: tuple[float, Freshness] | None = None
+        self._lock = threading.Lock()
+
+    def ensure(self, max_staleness: float, *, wait: float = WAIT_SECONDS) -> Freshness:
+        """Make sure answers include every change older than MAX_STALENESS seconds: check the
+        store for changes the analytics store lacks (index probes); if there are some, catch up
+        here when nobody owns the sync, else wait up to WAIT seconds for the owner."""
+        with self._lock:
+            now = time.monotonic()
+            if self._verified is not None and now - self._verified[0] < max_staleness:
+                return self._verified[1]
+            asked = datetime.now(UTC)
+            freshness = self._check(asked, wait)
+            self._verified = (now, freshness)
+            return freshness
+
+    def _check(self, asked: datetime, wait: float) -> Freshness:
+        lake = self.lake
+        deadline = time.monotonic() + wait
+        while True:
+            con = lake.open()
+            state = self._state(con) if con is not None else EMPTY
+            with lake.engine.connect() as connection:
+                pending = changes.feed_for(connection).pending(connection, state.position)
+            if not pending and state.target is None and con is not None:
+                return Freshness(asked)
+            if sync_now(lake) is not None:
+                return Freshness(asked)
+            # Someone else owns the sync: wait until it has taken a position after we asked.
+            if state.synced_at is not None and state.synced_at >= asked and state.target is None:
+                return Freshness(state.synced_at)
+            if time.monotonic() >= deadline:
+                if con is None or not state.complete:
+                    raise AnalyticsNotReadyError(
+                        "the analytics store is being built from the store "
+                        f"({state.rows_synced:,} rows so far); try again in a moment"
+                    )
+                return Freshness(state.synced_at or asked, behind=True)
+            time.sleep(0.05)
+
+    @staticmethod
+    def _state(con: Any) -> SyncState:
+        cursor = con.cursor()
+        try:
+            return read_state(cursor)[0]
+        finally:
+            cursor.close()
