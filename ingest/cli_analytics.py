@@ -47,7 +47,7 @@ def sync(
         typer.echo(f"\r{table}: {counts[table]:,} rows", nl=False, err=True)
 
     try:
-        applied = sync_now(lake, on_rows=progress)
+        applied = sync_now(lake, on_rows=progress, isolated=True)
     finally:
         lake.close()
         engine.dispose()

@@ -4,10 +4,10 @@ Three log tables are mirrored: interaction -> `interactions`, metric_value -> `m
 comparison -> `comparisons`. Each column keeps its name; its DuckDB type follows from the
 SQLAlchemy type. Derived columns are added where a question needs them: `labels` becomes a
 `MAP(VARCHAR, VARCHAR)` (filters read one key without parsing JSON), and interactions get
-`prompt_text` (the text of every message, for free-text search). JSON columns (messages, params)
-stay JSON text. The small configuration tables (project, model, metric, ab_test) are not
-mirrored: readers take them from the relational store (store/analytics/lake.py), so a new
-metric or an ended A/B test is seen at once.
+`prompt_text` (the text of the prompt's last message, for free-text search). JSON columns
+(messages, params) stay JSON text. The small configuration tables (project, model, metric,
+ab_test) are not mirrored: readers take them from the relational store (store/analytics/lake.py),
+so a new metric or an ended A/B test is seen at once.
 
 `LAYOUT_VERSION` changes whenever the layout changes in a way existing files cannot follow; the
 sync then rebuilds the analytics store from the relational store.
@@ -26,7 +26,14 @@ LAYOUT_VERSION = 1
 
 #: Derived columns: (table, name, DuckDB type, SQL over the staged source row `s`).
 _LABEL_MAP = "json_transform(s.labels, '\"MAP(VARCHAR, VARCHAR)\"')"
-_PROMPT_TEXT = "array_to_string(json_extract_string(s.messages, '$[*].content'), chr(10))"
+#: The text of the prompt's last message (a string, or the text parts of a list), for search:
+#: what the user asked, without the system prompt and the earlier turns every interaction of a
+#: session repeats (they would double the text the analytics store holds and scans).
+_PROMPT_TEXT = (
+    "CASE json_type(s.messages, '$[#-1].content') WHEN 'ARRAY' THEN "
+    "array_to_string(json_extract_string(s.messages, '$[#-1].content[*].text'), chr(10)) "
+    "ELSE json_extract_string(s.messages, '$[#-1].content') END"
+)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from store.analytics.lake import lake_for
+from store.analytics.lake import Lake, lake_for
 from store.analytics.sync import Syncer, SyncLock
 from store.settings import Settings
 
@@ -43,7 +43,7 @@ def follow(
     engine = create_store_engine(settings.database_url)
     lake = lake_for(engine, settings)
     lock = SyncLock(lake)
-    syncer = Syncer(lake)
+    syncer = Syncer(lake, isolated=True)  # this process never opens the store otherwise
     try:
         while not stop.is_set():
             if not lock.held and not lock.acquire():
@@ -76,6 +76,29 @@ def _settings_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+NOT_OWNER = 3  # exit status of `--once` when another process owns the sync
+
+
+def sync_in_child(lake: Lake) -> bool:
+    """One catch-up in a child process (`--once`), waiting for it; False when another process
+    owns the sync. For a SQLite store, the child reads it through DuckDB, which this process
+    must not do (it has the file open through Python's sqlite3)."""
+    env = _settings_environment(lake.settings)
+    env["INTERLOG_DATABASE_URL"] = lake.engine.url.render_as_string(hide_password=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "store.analytics.owner", "--once"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode == NOT_OWNER:
+        return False
+    if result.returncode != 0:
+        raise RuntimeError(f"the analytics sync failed: {result.stderr.strip()[-2000:]}")
+    return True
+
+
 class OwnerProcess:
     """The sync owner child of one gateway process."""
 
@@ -104,11 +127,13 @@ class OwnerProcess:
             child.wait()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     import signal
 
     from store.settings import get_settings
 
+    if (argv if argv is not None else sys.argv[1:]) == ["--once"]:
+        return _once(get_settings())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the parent ends us
     stop = threading.Event()
@@ -123,6 +148,20 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     follow(get_settings(), stop)
     return 0
+
+
+def _once(settings: Settings) -> int:
+    """One isolated catch-up, if nobody owns the sync (exit NOT_OWNER otherwise)."""
+    from store.analytics.sync import sync_now
+    from store.db import create_store_engine
+
+    engine = create_store_engine(settings.database_url)
+    lake = lake_for(engine, settings)
+    try:
+        return 0 if sync_now(lake, isolated=True) is not None else NOT_OWNER
+    finally:
+        lake.close()
+        engine.dispose()
 
 
 if __name__ == "__main__":
