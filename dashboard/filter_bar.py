@@ -14,6 +14,7 @@ import streamlit as st
 
 from dashboard import queries
 from dashboard.context import PageContext
+from store.errors import InvalidInputError
 from store.filters import Filters, LabelFilter, MetricFilter
 
 ALL = "(all)"
@@ -134,6 +135,12 @@ def render_filter_bar(ctx: PageContext) -> FilterSelection:
         filters = Filters(labels=tuple(labels), project=project, search=search)
     if session_error:
         st.sidebar.error(session_error)
+    try:
+        for warning in queries.filter_warnings(ctx, filters):
+            st.sidebar.warning(warning)
+    except InvalidInputError as exc:  # a metric that no project in scope has
+        st.sidebar.error(str(exc))
+        filters = Filters(labels=tuple(labels), project=project, search=search)
     selection = FilterSelection(filters=filters, key=repr(filters), description=describe(filters))
     st.session_state[FILTERS_KEY] = selection
     return selection

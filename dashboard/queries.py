@@ -2,11 +2,11 @@
 scope and arguments.
 
 Every wrapper goes through `_cached`, whose key is the call's name, the database URL, the data
-version (dashboard.context: it changes only when the analytics copy synced new rows), the scope
+version (dashboard.context: it changes only when the analytics store took new rows), the scope
 key and the arguments' text form, so two principals or two filter settings never share an entry
 and nothing is read again until the data changed. The engine, the principal and the filters pass
-unhashed. Store reads do not sync the copy themselves (`max_staleness=SYNCED_BY_VERSION`): the
-version lookup did, once for the run. Pages get one page of rows or aggregates, never every row.
+unhashed. Store reads do not check freshness themselves (`max_staleness=SYNCED_BY_VERSION`):
+the version lookup did, once for the run. Pages get one page of rows or aggregates, never every row.
 """
 
 from __future__ import annotations
@@ -66,6 +66,17 @@ def _cached(ctx: PageContext, name: str, key: Any, read: Callable[[], T]) -> T:
         name, ctx.settings.database_url, ctx.version, ctx.scope_key, repr(key), read
     )
     return result
+
+
+def filter_warnings(ctx: PageContext, filters: Filters) -> list[str]:
+    """Warnings about the filters (label keys that no interaction in scope has); an unknown
+    metric name raises InvalidInputError naming the valid ones."""
+    return _cached(
+        ctx,
+        "filter_warnings",
+        filters,
+        lambda: analytics.check_filters(ctx.engine, filters, ctx.principal),
+    )
 
 
 def label_keys(ctx: PageContext, *, project: str | None) -> list[str]:
@@ -249,7 +260,7 @@ def ab_report(ctx: PageContext, project: str, key: str) -> AbTestReport:
 
 
 def forget_cached_reads() -> None:
-    """After the dashboard wrote something (a score, a metric): drop cached reads, and sync the
-    analytics copy on the next run so the write shows at once."""
+    """After the dashboard wrote something (a score, a metric): drop cached reads, and bring
+    the analytics store up to date on the next run so the write shows at once."""
     st.cache_data.clear()
     sync_on_next_run()

@@ -247,9 +247,11 @@ class Lake:
         con.execute(f"CALL {LAKE}.set_option('parquet_compression_level', 1)")
         con.execute(f"CALL {LAKE}.set_option('parquet_row_group_size', {ROW_GROUP_ROWS})")
         con.execute(f"CALL {LAKE}.set_option('data_inlining_row_limit', {INLINE_ROWS})")
+        con.execute("BEGIN")  # readers attaching meanwhile see every table or none
         for table in TABLES:
             con.execute(table.ddl(LAKE))
         con.execute(SYNC_STATE_DDL.format(schema=LAKE))
+        con.execute("COMMIT")
         con.execute(f"DETACH {LAKE}")
         if location.catalog_file is not None:
             draft.rename(location.catalog_file)

@@ -277,6 +277,7 @@ def count_interactions(
     guard: ReadGuard | None = None,
 ) -> int:
     """How many interactions match (for pagers and progress bars)."""
+    check_filters(engine, filters, scope, guard)
     lake, _ = fresh(engine, max_staleness, guard)
     compiled = compile_filters(filters or Filters(), scope=scope)
     with lake.reading(guard) as cursor:
@@ -455,6 +456,7 @@ def label_keys(
     guard: ReadGuard | None = None,
 ) -> list[str]:
     """Label keys used by matching interactions, sorted (for pickers)."""
+    check_filters(engine, filters, scope, guard)
     lake, _ = fresh(engine, max_staleness, guard)
     compiled = compile_filters(filters or Filters(), scope=scope)
     with lake.reading(guard) as cursor:

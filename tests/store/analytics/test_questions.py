@@ -243,3 +243,42 @@ def test_bad_filters_are_invalid_input() -> None:
     with pytest.raises(InvalidInputError):
         Filters(session="not-a-uuid")
     assert math.isclose(Filters(metrics="q>=0.25").metric_filters[0].value, 0.25)
+
+
+def test_unknown_metrics_are_refused_and_unknown_label_keys_warned(
+    engine: Engine, data: KnownData
+) -> None:
+    with pytest.raises(InvalidInputError, match="quality, thumbs"):
+        analytics.summary(engine, Filters(metrics=["qualty>=0.5"]), scope=ADMIN)
+    frame = analytics.interactions(engine, Filters(labels=["project=bot"]), scope=ADMIN)
+    assert frame.empty
+    assert frame.attrs["warnings"] == [
+        "no interaction has label key 'project'; to filter by project use project=..."
+    ]
+    assert (
+        analytics.summary(engine, Filters(labels={"team": "a"}), scope=ADMIN).attrs["warnings"]
+        == []
+    )
+
+
+def test_a_question_past_its_read_timeout_or_cancelled_is_stopped(
+    engine: Engine, data: KnownData
+) -> None:
+    from store.errors import QueryCancelledError
+    from store.read_guard import ReadGuard
+
+    heavy = "SELECT count(*) FROM range(100000000000) a"  # minutes, unless interrupted
+    started = datetime.now()
+    with pytest.raises(QueryCancelledError) as timed_out:
+        analytics.run_sql(engine, heavy, scope=ADMIN, guard=ReadGuard(timeout=0.2))
+    assert timed_out.value.timed_out
+    assert datetime.now() - started < timedelta(seconds=10)
+    guard = ReadGuard(timeout=60)
+    import threading
+
+    threading.Timer(0.2, guard.cancel).start()  # as when the HTTP client goes away
+    with pytest.raises(QueryCancelledError) as cancelled:
+        analytics.run_sql(engine, heavy, scope=ADMIN, guard=guard)
+    assert not cancelled.value.timed_out
+    # The process's analytics connection still answers afterwards.
+    assert analytics.count_interactions(engine, scope=ADMIN) == len(data.records)

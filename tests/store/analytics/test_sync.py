@@ -282,3 +282,51 @@ def test_owner_writers_and_readers_in_separate_processes(database_url: str, tmp_
         with sqlite3.connect(database) as check:
             assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             assert check.execute("SELECT count(*) FROM interaction").fetchone() == (written,)
+
+
+def test_a_huge_stored_metric_value_breaks_no_question(engine: Engine, project_id: int) -> None:
+    """Values stored before the +-1e12 limit (written here past the API) are left out."""
+    records = [_record(project_id, utcnow().isoformat()) for _ in range(3)]
+    write_interactions(engine, records)
+    metric = create_metric(engine, project_key="bot", key="quality", kind="scalar")
+    with engine.begin() as connection:
+        for record, value in zip(records, (1e308, -1e308, 0.5), strict=True):
+            cid = uuid.UUID(str(record["completion_id"]))
+            connection.execute(
+                text(
+                    "INSERT INTO metric_value (id, completion_id, metric_id, value, created_at) "
+                    "VALUES (:id, :cid, :metric, :value, :at)"
+                ),
+                {
+                    "id": uuid7().hex if engine.dialect.name == "sqlite" else str(uuid7()),
+                    "cid": cid.hex if engine.dialect.name == "sqlite" else str(cid),
+                    "metric": metric.id,
+                    "value": value,
+                    "at": utcnow().replace(tzinfo=None)
+                    if engine.dialect.name == "sqlite"
+                    else utcnow(),
+                },
+            )
+    summary = analytics.summary(engine, scope=project_id, by="model", max_staleness=0)
+    assert summary["quality_n"].tolist() == [1] and summary["quality_mean"].tolist() == [0.5]
+    frame = analytics.interactions(engine, Filters(metrics=["quality>=0"]), scope=project_id)
+    assert frame["completion_id"].tolist() == [records[2]["completion_id"]]
+
+
+def test_a_b_test_changes_show_at_once(engine: Engine, project_id: int) -> None:
+    from store.abtests import create_ab_test
+    from store.catalog import attach_model, create_model
+
+    for key in ("m1", "m2"):
+        create_model(engine, key=key, upstream_urls=["http://127.0.0.1:9/v1"])
+        attach_model(engine, project_key="bot", model_key=key)
+    create_metric(engine, project_key="bot", key="quality", kind="scalar")
+    create_ab_test(
+        engine, project_key="bot", key="spring", variants=[{"model": "m1"}, {"model": "m2"}],
+        metric_key="quality",
+    )  # fmt: skip
+    assert analytics.ab_test_report(engine, "spring", scope=project_id).status == "active"
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE ab_test SET status = 'cancelled' WHERE key = 'spring'"))
+    report = analytics.ab_test_report(engine, "spring", scope=project_id, max_staleness=0)
+    assert report.status == "cancelled"
