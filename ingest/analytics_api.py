@@ -9,8 +9,7 @@ Each runs in a worker thread under the read timeout and is cancelled when the cl
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
@@ -19,22 +18,16 @@ from ingest.export_api import FiltersDep
 from ingest.reads import run_read
 from store import analytics
 
-if TYPE_CHECKING:  # pandas loads with the first analytics request, not with the gateway
-    import pandas as pd
-
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return list(json.loads(frame.to_json(orient="records", date_format="iso")))
-
-
-def _answer(frame: pd.DataFrame) -> dict[str, Any]:
+def _answer(answer: analytics.Answer) -> dict[str, Any]:
+    """The JSON answer, straight from Arrow (pandas never loads in the gateway)."""
     return {
-        "data": _records(frame),
-        "synced_at": frame.attrs["synced_at"].isoformat(),
-        "freshness": frame.attrs["freshness"],
-        "warnings": frame.attrs["warnings"],
+        "data": answer.records(),
+        "synced_at": answer.freshness.synced_at.isoformat(),
+        "freshness": answer.freshness.to_dict(),
+        "warnings": list(answer.warnings),
     }
 
 
@@ -48,10 +41,15 @@ async def read_summary(
     ] = None,
 ) -> dict[str, Any]:
     """Per group: count, error rate, latency/TTFT p50/p95/p99, tokens, metric means with 95% CIs."""
-    frame = await run_read(
-        request, analytics.summary, request.app.state.engine, filters, scope=principal, by=by
+    answer = await run_read(
+        request,
+        analytics.summary_answer,
+        request.app.state.engine,
+        filters,
+        scope=principal,
+        by=by,
     )
-    return _answer(frame)
+    return _answer(answer)
 
 
 @router.get("/labels")
@@ -70,10 +68,15 @@ async def read_label_values(
     request: Request, principal: PrincipalDep, filters: FiltersDep, key: str
 ) -> dict[str, Any]:
     """Values of one label key with their counts, most used first."""
-    frame = await run_read(
-        request, analytics.label_values, request.app.state.engine, key, filters, scope=principal
+    answer = await run_read(
+        request,
+        analytics.label_values_answer,
+        request.app.state.engine,
+        key,
+        filters,
+        scope=principal,
     )
-    return _answer(frame)
+    return _answer(answer)
 
 
 @router.get("/ab-tests/{key}/report")

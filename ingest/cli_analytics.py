@@ -23,7 +23,7 @@ def sync(
     ] = False,
 ) -> None:
     """Bring the analytics store up to date with the store (the first run builds it)."""
-    from store.analytics.lake import lake_for
+    from store.analytics.lake import SYNC_MEMORY_LIMIT, Lake
     from store.analytics.owner import follow as follow_store
     from store.analytics.sync import sync_now
     from store.db import create_store_engine
@@ -38,7 +38,7 @@ def sync(
             stop.set()
         return
     engine = create_store_engine(settings.database_url)
-    lake = lake_for(engine, settings)
+    lake = Lake(engine, settings, memory_limit=SYNC_MEMORY_LIMIT)
     counts: dict[str, int] = {}
     started = time.perf_counter()
 

@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # pyarrow loads on the first export: the gateway imports this
     import pyarrow as pa
 
 ExportFormat = Literal["csv", "parquet", "jsonl"]
+#: Rows per batch (and per Parquet row group) of an export: about 30 MB of realistic text, so
+#: that a gateway streaming an export stays small.
+EXPORT_BATCH_ROWS = 10_000
 FORMATS: dict[str, tuple[str, str]] = {
     "csv": ("text/csv; charset=utf-8", "csv"),
     "parquet": ("application/vnd.apache.parquet", "parquet"),
@@ -95,7 +98,7 @@ def export_chunks(
     *,
     scope: Scope,
     format: str,
-    batch_size: int = 50_000,
+    batch_size: int = EXPORT_BATCH_ROWS,
     on_rows: Callable[[int], None] | None = None,
 ) -> Iterator[bytes]:
     """The export as a stream of byte chunks (one per batch); `on_rows(n)` after each batch."""

@@ -1,7 +1,8 @@
 """The notebook API: `from store import connect; db = connect(URL)`, then questions as DataFrames.
 
-URL is a database URL (a SQLite file or PostgreSQL: DuckDB reads an in-process copy, full access)
-or the gateway's http(s) URL plus an API key (calls the REST API, with that key's scope). Filter
+URL is a database URL (a SQLite file or PostgreSQL: DuckDB reads the shared analytics store,
+store/analytics/, full access) or the gateway's http(s) URL plus an API key (calls the REST API,
+with that key's scope). Filter
 keywords are those of `store.filters.Filters`: labels, project, model, ab_test, variant, since,
 until, session, user, status, metrics, search.
 """
@@ -31,7 +32,7 @@ from store.keys import Principal
 
 
 class LocalAnalytics:
-    """Analytics straight from a database URL (the notebook owns an engine and a DuckDB copy)."""
+    """Analytics straight from a database URL (an engine, and DuckDB on the analytics store)."""
 
     def __init__(self, engine: Engine, *, scope: Scope, max_staleness: float = 1.0) -> None:
         self.engine = engine
@@ -55,13 +56,19 @@ class LocalAnalytics:
         )  # fmt: skip
 
     def label_keys(self, **filters: Any) -> list[str]:
-        return analytics.label_keys(self.engine, Filters(**filters), scope=self.scope)
+        return analytics.label_keys(
+            self.engine, Filters(**filters), scope=self.scope, max_staleness=self.max_staleness
+        )
 
     def label_values(self, key: str, **filters: Any) -> pd.DataFrame:
-        return analytics.label_values(self.engine, key, Filters(**filters), scope=self.scope)
+        return analytics.label_values(
+            self.engine, key, Filters(**filters), scope=self.scope, max_staleness=self.max_staleness
+        )
 
     def ab_test_report(self, key: str, project: str | None = None) -> AbTestReport:
-        return analytics.ab_test_report(self.engine, key, scope=self.scope, project=project)
+        return analytics.ab_test_report(
+            self.engine, key, scope=self.scope, project=project, max_staleness=self.max_staleness
+        )
 
     def sql(self, query: str) -> pd.DataFrame:
         """Read-only SQL on the DuckDB copy: tables interactions, metric_values, metrics,

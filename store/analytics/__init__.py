@@ -16,6 +16,7 @@ re-exported here.
 
 from store.analytics.questions import (
     AbTestReport,
+    Answer,
     Filters,
     Freshness,
     LabelFilter,
@@ -29,15 +30,18 @@ from store.analytics.questions import (
     interactions,
     label_keys,
     label_values,
+    label_values_answer,
     metric_definitions,
     parse_time,
     run_sql,
     summary,
+    summary_answer,
     synced_at,
 )
 
 __all__ = [
     "AbTestReport",
+    "Answer",
     "Filters",
     "Freshness",
     "LabelFilter",
@@ -51,9 +55,11 @@ __all__ = [
     "interactions",
     "label_keys",
     "label_values",
+    "label_values_answer",
     "metric_definitions",
     "parse_time",
     "run_sql",
     "summary",
+    "summary_answer",
     "synced_at",
 ]

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
+from store.analytics.compiler import literal
 from store.analytics.lake import LAKE
-from store.analytics.layout import TABLES, Column, LakeTable
+from store.analytics.layout import TABLES, Column, LakeTable, staged_source
 from store.models import CHANGE_COLUMN
 
 if TYPE_CHECKING:
@@ -78,26 +79,59 @@ def fetch_batches(
         result.close()
 
 
-def insert_select(table: LakeTable, source: str) -> str:
-    """INSERT of the rows of SOURCE (a relation with the store's columns) into TABLE."""
-    names = ", ".join(column.name for column in table.columns)
-    exprs = ", ".join(column.expression for column in table.columns)
-    return f"INSERT INTO {LAKE}.{table.name} ({names}) SELECT {exprs} FROM {source} s"
+def insert_select(table: LakeTable, source: str, label_columns: Mapping[str, str]) -> str:
+    """INSERT of the rows of SOURCE (a relation with the store's columns) into TABLE, filling
+    the label columns LABEL_COLUMNS (key -> column) of interactions too."""
+    names = [column.name for column in table.columns]
+    exprs = [column.expression for column in table.columns]
+    if table.name == "interactions":
+        for key, column in label_columns.items():
+            names.append(column)
+            exprs.append(f"s.label_map[{literal(key)}]")
+    return (
+        f"INSERT INTO {LAKE}.{table.name} ({', '.join(names)}) "
+        f"SELECT {', '.join(exprs)} FROM {staged_source(table, source)}"
+    )
 
 
-def append_batch(cursor: Any, table: LakeTable, batch: pa.RecordBatch) -> None:
+def append_batch(
+    cursor: Any, table: LakeTable, batch: pa.RecordBatch, label_columns: Mapping[str, str]
+) -> None:
     """Append an Arrow batch of the store's rows to TABLE (on a DuckDB cursor of the lake)."""
     cursor.register("staged", batch)
     try:
-        cursor.execute(insert_select(table, "staged"))
+        cursor.execute(insert_select(table, "staged", label_columns))
     finally:
         cursor.unregister("staged")
+
+
+#: The label keys of one project, one index lookup per key (a loose index scan of
+#: interaction_label's (project_id, key, value) index; SQLite and PostgreSQL alike).
+_PROJECT_LABEL_KEYS = """
+WITH RECURSIVE k(key) AS (
+    SELECT (SELECT min(key) FROM interaction_label WHERE project_id = {project})
+    UNION ALL
+    SELECT (SELECT min(key) FROM interaction_label WHERE project_id = {project} AND key > k.key)
+    FROM k WHERE k.key IS NOT NULL)
+SELECT key FROM k WHERE key IS NOT NULL"""
 
 
 class ChangeFeed:
     """The dialect-independent part; `for_connection` picks the dialect's feed."""
 
     sortable_key: str  # the column chunks are ordered by
+    label_columns: Mapping[str, str] = {}  # label key -> its column in interactions
+
+    def label_keys(self, connection: Any) -> set[str]:
+        """Every label key in the store (rows not yet committed excepted)."""
+        keys: set[str] = set()
+        for (project,) in self._query(connection, "SELECT id FROM project"):
+            sql = _PROJECT_LABEL_KEYS.format(project=int(project))
+            keys.update(str(key) for (key,) in self._query(connection, sql))
+        return keys
+
+    def _query(self, connection: Any, sql: str) -> list[Any]:
+        return list(connection.exec_driver_sql(sql).all())
 
     def position(self, connection: Connection) -> Position:
         raise NotImplementedError
@@ -141,7 +175,7 @@ class ChangeFeed:
         batch, after = self.rows(connection, table, prev, target, after=after, limit=limit)
         if batch is None:
             return 0, after
-        append_batch(cursor, table, batch)
+        append_batch(cursor, table, batch, self.label_columns)
         return batch.num_rows, after
 
     def reused(
@@ -239,6 +273,9 @@ class IsolatedSqliteFeed(SqliteFeed):
     def _sqlite(self, sql: str) -> Any:
         return self.cursor.execute("SELECT * FROM sqlite_query('store', ?)", [sql])
 
+    def _query(self, connection: Any, sql: str) -> list[Any]:
+        return list(self._sqlite(sql).fetchall())
+
     def position(self, connection: Any = None) -> Position:
         parts = [f"(SELECT coalesce(max(rowid), 0) FROM {table.source})" for table in TABLES]
         parts.append(f"(SELECT coalesce(max(id), 0) FROM {TOMBSTONES})")
@@ -285,7 +322,8 @@ class IsolatedSqliteFeed(SqliteFeed):
         stop = min(end, start + limit)
         columns = _select(table, lambda c: c.name)
         sql = f"SELECT {columns} FROM {table.source} WHERE rowid > {start} AND rowid <= {stop}"
-        row = cursor.execute(insert_select(table, f"sqlite_query('store', '{sql}')")).fetchone()
+        source = f"sqlite_query('store', '{sql}')"
+        row = cursor.execute(insert_select(table, source, self.label_columns)).fetchone()
         return (int(row[0]) if row else 0), (stop if stop < end else None)
 
     def reused(
@@ -425,9 +463,8 @@ class PostgresFeed(ChangeFeed):
         bounded = where if last is None else f"{where} AND {key} <= '{last}'::uuid"
         sql = f"SELECT {_select(table, _postgres_column)} FROM {table.source} WHERE {bounded}"
         quoted = sql.replace("'", "''")
-        row = cursor.execute(
-            insert_select(table, f"postgres_query('store', '{quoted}')")
-        ).fetchone()
+        source = f"postgres_query('store', '{quoted}')"
+        row = cursor.execute(insert_select(table, source, self.label_columns)).fetchone()
         return (int(row[0]) if row else 0), last
 
     def prune(self, connection: Connection, applied: Position) -> None:

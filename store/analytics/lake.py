@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from store.analytics.layout import SYNC_STATE_DDL, TABLES
+from store.analytics.layout import LABEL_COLUMNS_DDL, SYNC_STATE_DDL, TABLES
 from store.errors import InvalidInputError
 from store.read_guard import ReadGuard
 from store.settings import Settings, get_settings
@@ -59,6 +59,9 @@ CATALOG_TABLES = {
 }
 CATALOG_SECONDS = 1.0
 ROW_GROUP_ROWS = 16_384
+#: DuckDB's memory in a process that syncs (the owner's child, `interlog analytics sync`): it
+#: buffers a row group of every file it writes (measured: about 500 MB at its peak).
+SYNC_MEMORY_LIMIT = "512MB"
 INLINE_ROWS = 1_000  # inserts of fewer rows go to the catalog, not to a new Parquet file
 
 
@@ -153,13 +156,17 @@ class Lake:
     created by the process that creates the catalog (the first sync).
     """
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings, *, memory_limit: str | None = None
+    ) -> None:
         self.engine = engine
         self.settings = settings
+        self.memory_limit = memory_limit or settings.analytics_memory_limit
         self.location = lake_location(engine.url, settings)
         self.con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.RLock()
         self._store_attached = False
+        self.label_columns: dict[str, str] = {}  # label key -> its column (refresh_catalog)
         self.freshness_check: Any = None  # store.analytics.sync.FreshnessCheck, made on use
         self._catalog_loaded = float("-inf")
         self._catalog_digest: tuple[Any, ...] | None = None
@@ -197,7 +204,7 @@ class Lake:
             config={
                 "autoinstall_known_extensions": False,
                 "autoload_known_extensions": False,
-                "memory_limit": self.settings.analytics_memory_limit,
+                "memory_limit": self.memory_limit,
                 "temp_directory": str(temp),
                 "preserve_insertion_order": False,
             },
@@ -251,6 +258,7 @@ class Lake:
         for table in TABLES:
             con.execute(table.ddl(LAKE))
         con.execute(SYNC_STATE_DDL.format(schema=LAKE))
+        con.execute(LABEL_COLUMNS_DDL.format(schema=LAKE))
         con.execute("COMMIT")
         con.execute(f"DETACH {LAKE}")
         if location.catalog_file is not None:
@@ -307,6 +315,13 @@ class Lake:
                     columns = list(result.keys())
                     rows = [tuple(_plain(v) for v in row) for row in result]
                     tables[name] = (columns, rows)
+            self.label_columns = {
+                str(key): str(column)
+                for key, column in self.con.execute(
+                    f"SELECT key, column_name FROM {LAKE}.label_columns "
+                    "WHERE column_name IS NOT NULL"
+                ).fetchall()
+            }
             digest = tuple((name, tuple(rows)) for name, (_, rows) in tables.items())
             if digest != self._catalog_digest:
                 for name, (columns, rows) in tables.items():

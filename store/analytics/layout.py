@@ -22,10 +22,10 @@ from sqlalchemy import JSON, Boolean, Float, Integer, String, Table, Text, Uuid
 from store.models import Comparison, Interaction, MetricValue
 from store.types import UTCDateTime
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 #: Derived columns: (table, name, DuckDB type, SQL over the staged source row `s`).
-_LABEL_MAP = "json_transform(s.labels, '\"MAP(VARCHAR, VARCHAR)\"')"
+_LABEL_MAP = "json_transform(labels, '\"MAP(VARCHAR, VARCHAR)\"')"  # over the source row
 #: The text of the prompt's last message (a string, or the text parts of a list), for search:
 #: what the user asked, without the system prompt and the earlier turns every interaction of a
 #: session repeats (they would double the text the analytics store holds and scans).
@@ -97,7 +97,7 @@ def _mirror(name: str, model: type, *, derived: tuple[Column, ...] = ()) -> Lake
     for column in table.columns:
         kind, duck_type = _kind(column.type)
         if column.name == "labels":  # read as JSON text, kept as a map
-            columns.append(Column("labels", "MAP(VARCHAR, VARCHAR)", kind, _LABEL_MAP))
+            columns.append(Column("labels", "MAP(VARCHAR, VARCHAR)", kind, "s.label_map"))
             continue
         columns.append(Column(column.name, duck_type, kind, _cast(column.name, kind, duck_type)))
     (key,) = (column.name for column in table.primary_key.columns)
@@ -113,6 +113,23 @@ METRIC_VALUES = _mirror("metric_values", MetricValue)
 COMPARISONS = _mirror("comparisons", Comparison)
 TABLES = (INTERACTIONS, METRIC_VALUES, COMPARISONS)
 BY_SOURCE = {table.source: table for table in TABLES}
+
+#: Label keys with a column of their own in `interactions` (label_0, label_1, ...): the first
+#: MAX_LABEL_COLUMNS keys the sync sees. A filter or grouping on one reads that column (a
+#: label filter on 1M interactions: ~8 ms on a column, ~75 ms through the map).
+MAX_LABEL_COLUMNS = 32
+LABEL_COLUMNS_DDL = (
+    "CREATE TABLE IF NOT EXISTS {schema}.label_columns (key VARCHAR, column_name VARCHAR)"
+)
+
+
+def staged_source(table: LakeTable, source: str) -> str:
+    """SOURCE (the store's rows of TABLE) with what the column expressions need: for
+    interactions, the labels parsed once into `label_map`."""
+    if table.name != "interactions":
+        return f"{source} s"
+    return f"(SELECT *, {_LABEL_MAP} AS label_map FROM {source}) s"
+
 
 #: The sync's own state, in the same transactions as the rows it describes.
 SYNC_STATE_DDL = (

@@ -102,11 +102,11 @@ def overview(
         )
     if max_points < 1 or max_series < 1:
         raise InvalidInputError("max_points and max_series must be at least 1")
-    group, name = group_expression(by)
     warnings = check_filters(engine, filters, scope, guard)
     lake, freshness = fresh(engine, max_staleness, guard)
+    group, name = group_expression(by, lake)
     synced = freshness.synced_at
-    compiled = compile_filters(filters or Filters(), scope=scope)
+    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=lake.label_columns)
     source = (
         "FROM interactions i LEFT JOIN projects p ON p.id = i.project_id "
         f"LEFT JOIN models mo ON mo.id = i.model_id WHERE {compiled.where}"

@@ -19,10 +19,11 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from store.analytics.lake import Lake, lake_for
+from store.analytics.lake import SYNC_MEMORY_LIMIT, Lake
 from store.analytics.sync import Syncer, SyncLock
 from store.settings import Settings
 
@@ -41,7 +42,7 @@ def follow(
     from store.db import create_store_engine
 
     engine = create_store_engine(settings.database_url)
-    lake = lake_for(engine, settings)
+    lake = Lake(engine, settings, memory_limit=SYNC_MEMORY_LIMIT)
     lock = SyncLock(lake)
     syncer = Syncer(lake, isolated=True)  # this process never opens the store otherwise
     try:
@@ -49,6 +50,7 @@ def follow(
             if not lock.held and not lock.acquire():
                 stop.wait(RETRY_SECONDS)
                 continue
+            started = time.monotonic()
             try:
                 applied = syncer.cycle()
                 if on_cycle is not None:
@@ -58,7 +60,9 @@ def follow(
                 log.exception("analytics sync failed; retrying")
                 stop.wait(RETRY_SECONDS)
                 continue
-            stop.wait(settings.analytics_sync_interval)
+            # A cycle starts every interval (at once after a long one), not an interval after
+            # the last one ended: under load the lag stays about one interval.
+            stop.wait(max(0.0, settings.analytics_sync_interval - (time.monotonic() - started)))
     finally:
         lock.release()
         lake.close()
@@ -156,7 +160,7 @@ def _once(settings: Settings) -> int:
     from store.db import create_store_engine
 
     engine = create_store_engine(settings.database_url)
-    lake = lake_for(engine, settings)
+    lake = Lake(engine, settings, memory_limit=SYNC_MEMORY_LIMIT)
     try:
         return 0 if sync_now(lake, isolated=True) is not None else NOT_OWNER
     finally:

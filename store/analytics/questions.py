@@ -22,6 +22,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # pandas and pyarrow load on the first query: the gateway imp
 
 __all__ = [
     "AbTestReport",
+    "Answer",
     "Filters",
     "Freshness",
     "LabelFilter",
@@ -61,10 +63,12 @@ __all__ = [
     "interactions",
     "label_keys",
     "label_values",
+    "label_values_answer",
     "metric_definitions",
     "parse_time",
     "run_sql",
     "summary",
+    "summary_answer",
     "synced_at",
 ]
 
@@ -127,12 +131,29 @@ def check_filters(
         return label_key_warnings(connection, filters, project_id)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A question's rows as Arrow, how fresh they are, and the filter's warnings. Servers answer
+    from it without pandas (the gateway's memory); `to_pandas()` is the notebook's DataFrame."""
+
+    table: pa.Table
+    freshness: Freshness
+    warnings: tuple[str, ...] = ()
+
+    def records(self) -> list[dict[str, Any]]:
+        return list(self.table.to_pylist())
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The rows as a DataFrame whose attrs say `synced_at`, `freshness` and `warnings`."""
+        frame = self.table.to_pandas()
+        frame.attrs["synced_at"] = self.freshness.synced_at
+        frame.attrs["freshness"] = self.freshness.to_dict()
+        frame.attrs["warnings"] = list(self.warnings)
+        return frame
+
+
 def _frame(table: pa.Table, freshness: Freshness, warnings: Sequence[str] = ()) -> pd.DataFrame:
-    frame = table.to_pandas()
-    frame.attrs["synced_at"] = freshness.synced_at
-    frame.attrs["freshness"] = freshness.to_dict()
-    frame.attrs["warnings"] = list(warnings)
-    return frame
+    return Answer(table, freshness, tuple(warnings)).to_pandas()
 
 
 def metric_definitions(
@@ -170,6 +191,7 @@ def metric_keys(cursor: Any, project_id: int | None) -> list[tuple[str, str]]:
 
 
 def _interactions_sql(
+    lake: Lake,
     filters: Filters,
     scope: Scope,
     keys: Sequence[str],
@@ -180,7 +202,7 @@ def _interactions_sql(
     """A page: select and order first, then join metrics of the page only. Everything: one
     pass over interactions joined with every metric pivot, unordered (sorting a million wide
     rows would double the time; sort the DataFrame if the order matters)."""
-    compiled = compile_filters(filters, scope=scope)
+    compiled = compile_filters(filters, scope=scope, label_columns=lake.label_columns)
     taken = set(INTERACTION_COLUMNS)
     names = [key if key not in taken else f"metric_{key}" for key in keys]
     pivots = ", ".join(f"avg(v.value) FILTER (WHERE v.key = ?) AS {_quote(name)}" for name in names)
@@ -236,7 +258,7 @@ def interactions(
     with lake.reading(guard) as cursor:
         keys = [key for key, _ in metric_keys(cursor, scope_project_id(scope))]
         sql, params = _interactions_sql(
-            filters or Filters(), scope, keys, limit=limit, offset=offset
+            lake, filters or Filters(), scope, keys, limit=limit, offset=offset
         )
         return _frame(cursor.execute(sql, params).to_arrow_table(), freshness, warnings)
 
@@ -256,7 +278,9 @@ def interaction_batches(
     lake, _ = fresh(engine, max_staleness, guard)
     with lake.reading(guard) as cursor:
         keys = [key for key, _ in metric_keys(cursor, scope_project_id(scope))]
-        sql, params = _interactions_sql(filters or Filters(), scope, keys, limit=None, offset=0)
+        sql, params = _interactions_sql(
+            lake, filters or Filters(), scope, keys, limit=None, offset=0
+        )
         reader = cursor.execute(sql, params).to_arrow_reader(batch_size)
         empty = True
         for batch in reader:
@@ -279,7 +303,7 @@ def count_interactions(
     """How many interactions match (for pagers and progress bars)."""
     check_filters(engine, filters, scope, guard)
     lake, _ = fresh(engine, max_staleness, guard)
-    compiled = compile_filters(filters or Filters(), scope=scope)
+    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=lake.label_columns)
     with lake.reading(guard) as cursor:
         row = cursor.execute(
             f"SELECT count(*) FROM interactions i WHERE {compiled.where}", compiled.params
@@ -301,7 +325,7 @@ def get_interaction(
     except ValueError as exc:
         raise InvalidInputError(f"bad completion id {completion_id!r}") from exc
     lake, _ = fresh(engine, max_staleness, guard)
-    compiled = compile_filters(Filters(), scope=scope)
+    compiled = compile_filters(Filters(), scope=scope, label_columns=lake.label_columns)
     with lake.reading(guard) as cursor:
         table = cursor.execute(
             f"SELECT {_SELECT} FROM interactions i {_JOINS} "
@@ -325,18 +349,23 @@ def get_interaction(
     return row
 
 
-def group_expression(by: str | None) -> tuple[str, str]:
-    """(SQL expression, output column name) of a summary's grouping."""
-    if by is None:
-        return "'all'", "group"
-    if not _BY.match(by):
+def check_grouping(by: str | None) -> None:
+    """InvalidInputError for a grouping `summary` does not know."""
+    if by is not None and not _BY.match(by):
         raise InvalidInputError(
             f"bad summary grouping {by!r}: use model, variant, day, hour, project, status "
             "or label:<key>"
         )
+
+
+def group_expression(by: str | None, lake: Lake) -> tuple[str, str]:
+    """(SQL expression, output column name) of a summary's grouping."""
+    check_grouping(by)
+    if by is None:
+        return "'all'", "group"
     if by.startswith("label:"):
         key = by.removeprefix("label:")
-        return label_expression(key), key
+        return label_expression(key, lake.label_columns), key
     return {
         "model": ("mo.key", "model"),
         "variant": ("i.ab_variant", "variant"),
@@ -345,22 +374,6 @@ def group_expression(by: str | None) -> tuple[str, str]:
         "day": ("date_trunc('day', i.created_at)", "day"),
         "hour": ("date_trunc('hour', i.created_at)", "hour"),
     }[by]
-
-
-def metric_aggregates_sql(sel: str, extra_groups: str = "") -> str:
-    """Per group (and metric key): n, mean, variance and sum of the completions' metric means,
-    over `sel` (a query with completion_id and grp). Overflow-safe: values beyond the
-    documented range are left out, and the variance of values near it cannot overflow."""
-    return f"""
-        WITH sel AS ({sel}),
-        per AS (
-            SELECT mv.completion_id, mv.metric_id, avg({metric_value("mv.value")}) AS v
-            FROM metric_values mv WHERE mv.completion_id IN (SELECT completion_id FROM sel)
-            GROUP BY ALL HAVING v IS NOT NULL)
-        SELECT sel.grp{extra_groups}, m.key, count(*) AS n, avg(per.v) AS mean,
-            var_samp(per.v) AS var, sum(per.v) AS total
-        FROM per JOIN sel ON sel.completion_id = per.completion_id
-        JOIN metrics m ON m.id = per.metric_id GROUP BY ALL"""
 
 
 def summary(
@@ -372,38 +385,82 @@ def summary(
     max_staleness: float | None = None,
     guard: ReadGuard | None = None,
 ) -> pd.DataFrame:
+    """The summary (see `summary_answer`) as a DataFrame."""
+    return summary_answer(
+        engine, filters, scope=scope, by=by, max_staleness=max_staleness, guard=guard
+    ).to_pandas()
+
+
+def summary_answer(
+    engine: Engine,
+    filters: Filters | None = None,
+    *,
+    scope: Scope,
+    by: str | None = "model",
+    max_staleness: float | None = None,
+    guard: ReadGuard | None = None,
+) -> Answer:
     """Per group (model | variant | day | hour | project | status | label:<key> | None = all):
     count, errors, error_rate, latency and TTFT p50/p95/p99 (ms), token sums, and per metric key
     `<key>_mean`, `<key>_n` (completions scored) and `<key>_ci_low/high` (95%: Student-t for
     scalars, Wilson for bools)."""
-    group, name = group_expression(by)
+    check_grouping(by)
     warnings = check_filters(engine, filters, scope, guard)
     lake, freshness = fresh(engine, max_staleness, guard)
-    compiled = compile_filters(filters or Filters(), scope=scope)
-    quantiles = ", ".join(str(q / 100) for q in _PERCENTILES)
+    group, name = group_expression(by, lake)
+    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=lake.label_columns)
+    joins = " LEFT JOIN projects p ON p.id = i.project_id" if "p.key" in group else ""
+    joins += " LEFT JOIN models mo ON mo.id = i.model_id" if "mo.key" in group else ""
     sel = (
         f"SELECT i.completion_id, {group} AS grp, i.status, i.latency_ms, i.ttft_ms, "
-        f"i.prompt_tokens, i.completion_tokens FROM interactions i "
-        f"LEFT JOIN projects p ON p.id = i.project_id LEFT JOIN models mo ON mo.id = i.model_id "
+        f"i.prompt_tokens, i.completion_tokens FROM interactions i{joins} "
         f"WHERE {compiled.where}"
     )
-    base_sql = f"""
-        WITH sel AS ({sel})
-        SELECT grp, count(*) AS count, count(*) FILTER (WHERE status = 'error') AS errors,
-            quantile_cont(latency_ms, [{quantiles}]) AS latency,
-            quantile_cont(ttft_ms, [{quantiles}]) AS ttft,
-            sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
-        FROM sel GROUP BY grp ORDER BY grp NULLS LAST"""
     with lake.reading(guard) as cursor:
         kinds = dict(metric_keys(cursor, scope_project_id(scope)))
-        base = cursor.execute(base_sql, compiled.params).fetchall()
-        metric_rows = (
-            cursor.execute(metric_aggregates_sql(sel), compiled.params).fetchall() if kinds else []
-        )
+        rows = cursor.execute(_summary_sql(sel, metrics=bool(kinds)), compiled.params).fetchall()
+    base = [row[:7] for row in rows]
+    metric_rows = [
+        (row[0], m["key"], m["n"], m["mean"], m["var"], m["total"])
+        for row in rows
+        for m in (row[7] or [] if kinds else [])
+    ]
     import pyarrow as pa
 
-    rows = summary_rows(name, base, metric_rows, kinds)
-    return _frame(pa.Table.from_pylist(rows), freshness, warnings)
+    summary = summary_rows(name, base, metric_rows, kinds)
+    return Answer(pa.Table.from_pylist(summary), freshness, tuple(warnings))
+
+
+def _summary_sql(sel: str, *, metrics: bool) -> str:
+    """One statement, one pass over the matching rows (`sel`, materialized once): per group
+    the base aggregates, and (METRICS) a list of per-metric-key aggregates of the completions'
+    metric means: n, mean, variance and sum (values beyond the documented range left out)."""
+    quantiles = ", ".join(str(q / 100) for q in _PERCENTILES)
+    base = f"""
+        base AS (
+            SELECT grp, count(*) AS count, count(*) FILTER (WHERE status = 'error') AS errors,
+                quantile_cont(latency_ms, [{quantiles}]) AS latency,
+                quantile_cont(ttft_ms, [{quantiles}]) AS ttft,
+                sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
+            FROM sel GROUP BY grp)"""
+    if not metrics:
+        return f"""WITH sel AS MATERIALIZED ({sel}), {base}
+            SELECT *, NULL AS metrics FROM base ORDER BY grp NULLS LAST"""
+    return f"""WITH sel AS MATERIALIZED ({sel}), {base},
+        per AS (
+            SELECT sel.grp, mv.completion_id, mv.metric_id, avg({metric_value("mv.value")}) AS v
+            FROM metric_values mv JOIN sel ON sel.completion_id = mv.completion_id
+            GROUP BY ALL HAVING v IS NOT NULL),
+        agg AS (
+            SELECT per.grp, m.key, count(*) AS n, avg(per.v) AS mean, var_samp(per.v) AS var,
+                sum(per.v) AS total
+            FROM per JOIN metrics m ON m.id = per.metric_id GROUP BY ALL),
+        met AS (
+            SELECT grp, list(struct_pack(key := key, n := n, mean := mean, var := var,
+                total := total)) AS metrics
+            FROM agg GROUP BY grp)
+        SELECT base.*, met.metrics FROM base
+        LEFT JOIN met ON base.grp IS NOT DISTINCT FROM met.grp ORDER BY base.grp NULLS LAST"""
 
 
 def _number(value: Any) -> float | None:
@@ -458,7 +515,7 @@ def label_keys(
     """Label keys used by matching interactions, sorted (for pickers)."""
     check_filters(engine, filters, scope, guard)
     lake, _ = fresh(engine, max_staleness, guard)
-    compiled = compile_filters(filters or Filters(), scope=scope)
+    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=lake.label_columns)
     with lake.reading(guard) as cursor:
         rows = cursor.execute(
             "SELECT DISTINCT unnest(map_keys(i.labels)) AS key FROM interactions i "
@@ -478,11 +535,27 @@ def label_values(
     max_staleness: float | None = None,
     guard: ReadGuard | None = None,
 ) -> pd.DataFrame:
+    """Values of one label key (see `label_values_answer`) as a DataFrame."""
+    return label_values_answer(
+        engine, key, filters, scope=scope, limit=limit, max_staleness=max_staleness, guard=guard
+    ).to_pandas()
+
+
+def label_values_answer(
+    engine: Engine,
+    key: str,
+    filters: Filters | None = None,
+    *,
+    scope: Scope,
+    limit: int = 1000,
+    max_staleness: float | None = None,
+    guard: ReadGuard | None = None,
+) -> Answer:
     """Values of one label key among matching interactions with their counts, most used first."""
     warnings = check_filters(engine, filters, scope, guard)
     lake, freshness = fresh(engine, max_staleness, guard)
-    compiled = compile_filters(filters or Filters(), scope=scope)
-    value = label_expression(key)
+    compiled = compile_filters(filters or Filters(), scope=scope, label_columns=lake.label_columns)
+    value = label_expression(key, lake.label_columns)
     with lake.reading(guard) as cursor:
         table = cursor.execute(
             f"SELECT {value} AS value, count(*) AS count FROM interactions i "
@@ -490,7 +563,7 @@ def label_values(
             f"GROUP BY value ORDER BY count DESC, value LIMIT ?",
             [*compiled.params, limit],
         ).to_arrow_table()
-    return _frame(table, freshness, warnings)
+    return Answer(table, freshness, tuple(warnings))
 
 
 def ab_test_report(

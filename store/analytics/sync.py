@@ -39,7 +39,14 @@ from sqlalchemy import Connection, Engine
 from store.analytics import changes
 from store.analytics.changes import Position, Tombstone
 from store.analytics.lake import LAKE, Lake
-from store.analytics.layout import BY_SOURCE, LAYOUT_VERSION, TABLES, LakeTable
+from store.analytics.layout import (
+    BY_SOURCE,
+    LABEL_COLUMNS_DDL,
+    LAYOUT_VERSION,
+    MAX_LABEL_COLUMNS,
+    TABLES,
+    LakeTable,
+)
 from store.errors import AnalyticsNotReadyError
 
 log = logging.getLogger("interlog.analytics")
@@ -216,9 +223,11 @@ class Syncer:
         cursor.execute("BEGIN")
         for table in TABLES:
             cursor.execute(f"DROP TABLE IF EXISTS {LAKE}.{table.name}")
+        cursor.execute(f"DROP TABLE IF EXISTS {LAKE}.label_columns")
         cursor.execute(f"DELETE FROM {LAKE}.sync_state")
         for table in TABLES:
             cursor.execute(table.ddl(LAKE))
+        cursor.execute(LABEL_COLUMNS_DDL.format(schema=LAKE))
         cursor.execute("COMMIT")
 
     def _cycle(self, cursor: Any, state: SyncState, on_rows: Any) -> int:
@@ -237,6 +246,7 @@ class Syncer:
             assert state.target is not None
             cursor.execute("BEGIN")
             try:
+                feed.label_columns = self._label_columns(cursor, feed, connection)
                 step = state.step
                 after = state.after
                 reused = dict(state.reused)
@@ -255,7 +265,7 @@ class Syncer:
                         again = feed.reused(connection, table, reused[name], state.position)
                         if again is not None and again.num_rows:
                             self._delete_keys(cursor, table, again.column(table.key).to_pylist())
-                            changes.append_batch(cursor, table, again)
+                            changes.append_batch(cursor, table, again, feed.label_columns)
                             applied += again.num_rows
                     count, after = feed.copy_rows(
                         connection, cursor, table, state.position, state.target,
@@ -290,6 +300,28 @@ class Syncer:
         if tombstoned:
             self._prune(state.target)
         return applied + tombstoned
+
+    @staticmethod
+    def _label_columns(cursor: Any, feed: changes.ChangeFeed, connection: Any) -> dict[str, str]:
+        """Label key -> column in interactions; a key seen for the first time gets a column
+        while fewer than MAX_LABEL_COLUMNS exist, before any row of it is written (the keys
+        are read after the cycle's target position, so they cover every row it will write).
+        A key seen first once they are all taken stays in the map only, for good: its rows
+        already written would lack the column."""
+        known = dict(
+            cursor.execute(f"SELECT key, column_name FROM {LAKE}.label_columns").fetchall()
+        )
+        promoted = {key: column for key, column in known.items() if column is not None}
+        if len(promoted) >= MAX_LABEL_COLUMNS:
+            return promoted
+        for key in sorted(feed.label_keys(connection) - set(known)):
+            column = None
+            if len(promoted) < MAX_LABEL_COLUMNS:
+                column = f"label_{len(promoted)}"
+                cursor.execute(f"ALTER TABLE {LAKE}.interactions ADD COLUMN {column} VARCHAR")
+                promoted[key] = column
+            cursor.execute(f"INSERT INTO {LAKE}.label_columns VALUES (?, ?)", [key, column])
+        return promoted
 
     @contextlib.contextmanager
     def _source(self) -> Iterator[tuple[Any, changes.ChangeFeed]]:
