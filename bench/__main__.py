@@ -1,14 +1,17 @@
 """`python -m bench`: every benchmark in one run, written to docs/benchmarks.md and .png.
 
     python -m bench [--quick] [--only gateway ingest ...]   # all of them (or some), plus the report
-    python -m bench gateway|ingest|query|memory|litellm|load [ARGS]   # one benchmark alone
+    python -m bench gateway|ingest|memory|litellm|load [ARGS]   # one benchmark alone
+    python -m bench query [--quick] [ARGS]   # analytics on realistic data, into the report
     python -m bench dashboard [--rows N] [--runs N]   # the dashboard on 1M rows, into the report
 
-The full run takes about 10 minutes on 2 cores (--quick: about 3). The dashboard benchmark is
-not in it (1.5 minutes with its store cached, 3 more to generate that store): run it with
-`python -m bench dashboard` or `--only dashboard`; a full run keeps its last result. Every
-server it starts listens on loopback and is stopped by PID, also on Ctrl-C or an error. Results
-also go to docs/benchmarks.json (the raw numbers behind the report).
+The full run takes about 10 minutes on 2 cores (--quick: about 3), plus the query benchmark's
+stores the first time (1M realistic interactions in SQLite and PostgreSQL, 10M in an analytics
+store: cached in .bench-cache/ and the database interlog_bench_realistic_N afterwards). The
+dashboard benchmark is not in it (1.5 minutes with its store cached, 3 more to generate that
+store): run it with `python -m bench dashboard` or `--only dashboard`; a full run keeps its last
+result. Every server it starts listens on loopback and is stopped by PID, also on Ctrl-C or an
+error. Results also go to docs/benchmarks.json (the raw numbers behind the report).
 """
 
 from __future__ import annotations
@@ -36,43 +39,34 @@ def run_ingest(quick: bool) -> list[dict[str, Any]]:
     return ingest.run(ingest.parse_args(["--items", items, "--backend", "both"]))
 
 
-def run_query(quick: bool) -> dict[str, Any]:
-    """bench/query.py's measurements on a SQLite store of 1M interactions (50k with --quick).
-
-    Generating the rows takes minutes, so the loaded file is kept in .bench-cache/ (gitignored)
-    and reused, after a schema upgrade, by later runs; the timings are taken on a fresh copy.
-    PostgreSQL: `python -m bench query --backends postgres`.
+def run_query(quick: bool, argv: list[str] | None = None) -> dict[str, Any]:
+    """bench/query.py: the analytics store on realistic data, SQLite and PostgreSQL stores of
+    1M interactions (20k with --quick; made once and cached in .bench-cache/ and the database
+    interlog_bench_realistic_N) and 10M interactions in an analytics store (200k with --quick).
     """
-    import shutil
-    import tempfile
-
-    import migrations
     from bench import query
 
-    rows = 50_000 if quick else 1_000_000
-    cache = services.ROOT / ".bench-cache" / f"query-{rows}.db"
-    lines: list[tuple[str, str, str]] = []
-    if not cache.exists():
-        cache.parent.mkdir(exist_ok=True)
-        partial = cache.with_suffix(".partial")
-        partial.unlink(missing_ok=True)
-        seconds, _ = query.timed(lambda: query.load_sqlite(partial, rows))
-        partial.rename(cache)
-        lines.append(
-            ("sqlite", f"generate + load {rows} rows (sqlite3 executemany)", f"{seconds:.0f} s")
-        )
-    with tempfile.TemporaryDirectory(prefix="interlog-bench-") as tmp:
-        path = Path(tmp) / "query.db"
-        shutil.copyfile(cache, path)
-        migrations.upgrade(f"sqlite:///{path}")
-        lines += query.measure("sqlite", f"sqlite:///{path}", Path(tmp))
-    for row in lines:
-        print(f"{row[0]:<9} {row[1]:<62} {row[2]}", flush=True)
-    label_ms = {}
-    for backend, what, value in lines:
-        if what.startswith("label filter (") and "summary" in what:
-            label_ms[backend] = float(value.split(" ms")[0])
-    return {"rows": rows, "lines": lines, "label_ms": label_ms}
+    args = list(argv or [])
+    if quick and "--quick" not in args:
+        args.append("--quick")
+    return query.main(args)
+
+
+def update_report(name: str, result: dict[str, Any], out: Path) -> None:
+    """Put one benchmark's result into docs/benchmarks.json and render docs/benchmarks.md
+    again from it (the targets table included); the other benchmarks' results stay."""
+    try:
+        results = json.loads((out / "benchmarks.json").read_text())
+    except (OSError, ValueError):
+        results = {"machine": report.machine(), "quick": False}
+    results[name] = result
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmarks.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    report.write_markdown(results, out / "benchmarks.md")
+    print(f"\nwrote the {name} section of {out / 'benchmarks.md'}")
+    for check in report.query_targets(result) if name == "query" else []:
+        verdict = {True: "met", False: "MISSED", None: "n/a"}[check["met"]]
+        print(f"  {verdict:<7} {check['target']}: {check['measured']}  {check['gap']}")
 
 
 def run_load(
@@ -173,11 +167,16 @@ def main() -> None:
         "memory": memory.main,
         "litellm": lambda argv: __import__("bench.litellm_proxy").litellm_proxy.main(argv),
         "ingest": lambda argv: __import__("bench.ingest").ingest.main(argv),
-        "query": lambda argv: __import__("bench.query").query.main(argv),
     }
     argv = sys.argv[1:]
     if argv and argv[0] in commands:
         commands[argv[0]](argv[1:])
+        return
+    if argv and argv[0] == "query":
+        parser = argparse.ArgumentParser(add_help=False)
+        parser.add_argument("--out", type=Path, default=DOCS)
+        known, rest = parser.parse_known_args(argv[1:])
+        update_report("query", run_query(False, rest), known.out)
         return
     if argv and argv[0] == "dashboard":
         result = _guarded("dashboard", run_dashboard, False, argv[1:])

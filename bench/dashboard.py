@@ -1,13 +1,13 @@
 """Dashboard responsiveness on a large store: every page rendered by Streamlit's AppTest.
 
-The store: bench/query.py's generated interactions (3-5 labels each, two metrics on a fraction),
+The store: generated interactions (short texts, 3-5 labels each, two metrics on a fraction),
 plus 4-turn sessions and an A/B test over two of the three models. Generating it takes minutes, so
-it is kept in .bench-cache/ (gitignored; the query-N.db file is shared with `python -m bench
-query`) and copied for each run. The pages run the way a browser session drives them (sign-in
-switched off on loopback). Per step, "cold" is the step's run right after every Streamlit cache
-was cleared and a sync was asked for (as after new data: the DuckDB copy syncs, every query runs),
-"warm" the same step again with the caches filled; medians over --runs. The first page view of a
-new dashboard process also builds the DuckDB copy of the whole store: timed once, apart.
+it is kept in .bench-cache/ (gitignored) and copied for each run. The pages run the way a browser
+session drives them (sign-in switched off on loopback). Per step, "cold" is the step's run right
+after every Streamlit cache was cleared and a sync was asked for (as after new data: the DuckDB
+copy syncs, every query runs), "warm" the same step again with the caches filled; medians over
+--runs. The first page view of a new dashboard process also builds the DuckDB copy of the whole
+store: timed once, apart.
 Target: every page within 2 s.
 
     .venv/bin/python bench/dashboard.py [--rows 1000000] [--runs 3] [--no-browser]
@@ -17,15 +17,19 @@ Target: every page within 2 s.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import random
 import shutil
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +43,123 @@ AB_TEST = "m1-vs-m2"
 FILTERED_PAGES = ("overview", "interactions", "export")
 
 
-def query_store(rows: int) -> Path:
-    """bench/query.py's store of `rows` interactions, generated once into .bench-cache/."""
-    from bench import query
+# -- the generated rows (3-5 labels each, two metrics on a fraction) ---------------------------
 
+CHUNK = 100_000
+INTERACTION_COLUMNS = (
+    "completion_id", "choice_index", "project_id", "model_id", "session_id", "user_id", "labels",
+    "messages", "params", "completion", "finish_reason", "prompt_tokens", "completion_tokens",
+    "ttft_ms", "latency_ms", "status", "source", "created_at",
+)  # fmt: skip
+
+
+def _labels(rng: random.Random) -> dict[str, str]:
+    labels = {
+        "team": f"t{rng.randrange(50)}",
+        "env": rng.choice(("prod", "staging", "dev")),
+        "customer": f"c{rng.randrange(1000)}",
+    }
+    if rng.random() < 0.5:
+        labels["feature"] = f"f{rng.randrange(20)}"
+    if rng.random() < 0.5:
+        labels["region"] = rng.choice(("eu", "us", "ap", "sa", "af"))
+    return labels
+
+
+def generate(
+    rows: int, seed: int = 1
+) -> Iterator[tuple[list[tuple[Any, ...]], list[Any], list[Any]]]:
+    """Chunks of (interactions, labels, metric values) as plain tuples, storage-format strings."""
+    rng = random.Random(seed)
+    start = datetime.now(UTC) - timedelta(days=30)
+    step = timedelta(days=30) / rows
+    for offset in range(0, rows, CHUNK):
+        interactions: list[tuple[Any, ...]] = []
+        labels: list[Any] = []
+        values: list[Any] = []
+        for i in range(offset, min(rows, offset + CHUNK)):
+            cid = uuid.UUID(int=rng.getrandbits(128)).hex
+            label = _labels(rng)
+            created = (start + step * i).strftime("%Y-%m-%d %H:%M:%S.%f")
+            latency = rng.gammavariate(4.0, 60.0)
+            interactions.append((
+                cid, 0, 1, 1 + i % 3, uuid.UUID(int=rng.getrandbits(128)).hex, f"u{i % 5000}",
+                json.dumps(label), json.dumps([{"role": "user", "content": f"question {i}"}]), "{}",
+                f"answer {i}", "stop", rng.randrange(10, 500), rng.randrange(10, 800),
+                latency / 4, latency, "error" if rng.random() < 0.02 else "ok", "LIVE", created,
+            ))  # fmt: skip
+            labels.extend((cid, 1, key, value) for key, value in label.items())
+            if rng.random() < 0.2:
+                values.append(
+                    (uuid.UUID(int=rng.getrandbits(128)).hex, cid, 1, rng.random(), created)
+                )
+            if rng.random() < 0.1:
+                values.append(
+                    (
+                        uuid.UUID(int=rng.getrandbits(128)).hex,
+                        cid,
+                        2,
+                        float(rng.random() < 0.7),
+                        created,
+                    )
+                )
+        yield interactions, labels, values
+
+
+LABEL_COLUMNS = ("completion_id", "project_id", "key", "value")
+VALUE_COLUMNS = ("id", "completion_id", "metric_id", "value", "created_at")
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+
+
+def _catalog_rows(now: str) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    urls = '["http://127.0.0.1:9/v1"]'
+    return [
+        (_insert("project", ("id", "key", "name", "created_at")), [(1, "bot", "Bot", now)]),
+        (
+            _insert("model", ("id", "key", "name", "upstream_urls", "multimodal", "created_at")),
+            [(i, f"m{i}", f"Model {i}", urls, False, now) for i in (1, 2, 3)],
+        ),
+        (
+            _insert("metric", ("id", "project_id", "key", "name", "kind", "scoring", "created_at")),
+            [
+                (1, 1, "quality", "Quality", "scalar", "higher_is_better", now),
+                (2, 1, "thumbs", "Thumbs", "bool", "higher_is_better", now),
+            ],
+        ),
+    ]
+
+
+def load_sqlite(path: Path, rows: int) -> None:
+    """The toy store: stdlib sqlite3 executemany, one transaction per chunk."""
+    import migrations
+
+    migrations.upgrade(f"sqlite:///{path}")
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=OFF")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    for sql, values in _catalog_rows(now):
+        connection.executemany(sql, values)
+    for interactions, labels, values in generate(rows):
+        connection.executemany(_insert("interaction", INTERACTION_COLUMNS), interactions)
+        connection.executemany(_insert("interaction_label", LABEL_COLUMNS), labels)
+        connection.executemany(_insert("metric_value", VALUE_COLUMNS), values)
+        connection.commit()
+    connection.close()
+
+
+def query_store(rows: int) -> Path:
+    """The toy store of `rows` interactions, generated once into .bench-cache/."""
     cache = CACHE / f"query-{rows}.db"
     if not cache.exists():
         CACHE.mkdir(exist_ok=True)
         partial = cache.with_suffix(".partial")
         partial.unlink(missing_ok=True)
         started = time.perf_counter()
-        query.load_sqlite(partial, rows)
+        load_sqlite(partial, rows)
         partial.rename(cache)
         print(f"generated {rows:,} interactions in {time.perf_counter() - started:.0f} s")
     return cache

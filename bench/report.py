@@ -17,6 +17,22 @@ import psutil
 
 LITELLM = "litellm proxy"
 
+#: Issue 17's analytics targets (bench/query.py): key -> (op, limit, unit, what).
+QUERY_TARGETS: dict[str, tuple[str, float, str, str]] = {
+    "build_rate": (">=", 50_000, "/s", "initial build of the analytics store"),
+    "first_summary_s": ("<=", 2, "s", "new notebook process: connect + first summary"),
+    "first_rss_mb": ("<=", 500, "MB", "new notebook process: RSS after the first summary"),
+    "label_summary_ms": ("<=", 100, "ms", "label filter + per-model summary, median"),
+    "search_s": ("<=", 2, "s", "free-text search, newest 50"),
+    "search_count_s": ("<=", 2, "s", "free-text search, count"),
+    "export_s": ("<=", 10, "s", "all rows joined with metrics -> Parquet"),
+    "export_peak_mb": ("<=", 1000, "MB", "peak RSS of that export"),
+    "gateway_peak_mb": ("<=", 300, "MB", "gateway peak RSS during REST analytics calls"),
+    "fresh_p95_s": ("<=", 2, "s", "logged -> visible in analytics, p95 under chat load"),
+    "big_label_summary_ms": ("<=", 1000, "ms", "label filter + per-model summary, median"),
+    "big_peak_mb": ("<=", 1000, "MB", "peak RSS of that process"),
+}
+
 
 def machine() -> dict[str, Any]:
     """CPU count and model, memory, OS, Python: printed at the top of the report."""
@@ -95,15 +111,32 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         where = f"{row['backend']}" + (f", {processes} gateway processes" if processes > 1 else "")
         name = f"bulk ingest into {where} >= 20,000 interactions/s"
         checks.append(_at_least(name, row["rate"], 20_000, "/s"))
-    query = results.get("query", {})
-    for backend, ms in query.get("label_ms", {}).items():
-        rows = query.get("rows", 0)
-        checks.append(_at_most(f"{rows:,}-row label query ({backend}) <= 100 ms", ms, 100, "ms"))
+    checks += query_targets(results.get("query") or {})
     for system, rss in results.get("gateway", {}).get("memory", {}).items():
         if system.startswith("interlog"):
             checks.append(
                 _at_most(f"{system}: RSS under load <= 200 MB", rss["load_mb"], 200, "MB")
             )
+    return checks
+
+
+def query_targets(query: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 17's targets as measured by bench/query.py (per store, and on the big store)."""
+    checks: list[dict[str, Any]] = []
+    numbers = query.get("numbers") or {}
+    for scope, values in numbers.items():
+        rows = query.get("big_rows") if scope == "lake" else values.get("rows", query.get("rows"))
+        where = (
+            f"{int(rows or 0):,} interactions in the analytics store"
+            if scope == "lake"
+            else f"{int(rows or 0):,} interactions, {scope}"
+        )
+        for key, (op, limit, unit, what) in QUERY_TARGETS.items():
+            if key not in values:
+                continue
+            name = f"{where}: {what} {op} {limit:,g} {unit}"
+            check = _at_least if op == ">=" else _at_most
+            checks.append(check(name, values[key], limit, unit))
     return checks
 
 
@@ -251,12 +284,36 @@ def _ingest_section(ingest: Any) -> list[str]:
     return out
 
 
+QUERY_HEADING = "## Analytics ("
+
+
 def _query_section(query: dict[str, Any]) -> list[str]:
-    out = [f"## Query and export ({query.get('rows', 0):,} interactions, DuckDB copy)", ""]
+    """bench/query.py: the analytics store on realistic data, one row per measurement."""
+    rows, big = int(query.get("rows") or 0), int(query.get("big_rows") or 0)
+    title = f"{QUERY_HEADING}{rows:,} realistic interactions"
+    out = [title + (f"; {big:,} in an analytics store)" if big else ")"), ""]
     if "error" in query:
         return [*out, f"Failed: `{query['error']}`", ""]
-    rows = [[backend, what, value] for backend, what, value in query.get("lines", [])]
-    return out + _table(["store", "measurement", "result"], rows)
+    if "numbers" in query:  # the realistic-data benchmark (issue 17)
+        load = ", ".join(f"{v:.2f}" for v in query.get("load_average", []))
+        out += [
+            f"`python -m bench query{' --quick' if query.get('quick') else ''}` on "
+            f"{query.get('date', '?')}: stores of bench/realistic.py's interactions (seed 1, "
+            "about 3 KB of text each, 3-6 labels, ~30% scored), the shared analytics store "
+            "(DuckLake, Parquet) built from each by `interlog analytics sync`, then each "
+            "question asked the way a user asks it: a new notebook process (`connect(URL)`), "
+            "a new export process, the gateway's REST API (`interlog serve` with its "
+            "sync-owner child). RSS is per process: the gateway's own apart from its child's. "
+            f"Freshness: {query.get('rate', 0):,.0f} chat requests/s asked for "
+            f"{query.get('seconds', 0):g} s, a probe request every 100 ms, the analytics "
+            "store polled every 50 ms. The big store's rows are generated straight into an "
+            "analytics store from a pool of realistic interactions. Python speed probe "
+            f"{query.get('speed_probe_ms', 0):.0f} ms (bench/speed.py; lower is faster); load "
+            f"average at the end {load}.",
+            "",
+        ]
+    lines = [[*line, ""][:4] for line in query.get("lines", [])]
+    return out + _table(["store", "measurement", "result", "target"], lines)
 
 
 def _load_section(load: dict[str, Any]) -> list[str]:
@@ -284,7 +341,7 @@ def dashboard_section(dashboard: dict[str, Any]) -> list[str]:
     load = ", ".join(f"{v:.2f}" for v in dashboard.get("load_average", []))
     out += [
         f"`python -m bench dashboard` on {dashboard.get('date', '?')}: Streamlit's AppTest runs "
-        "each page the way a browser session does, on a SQLite store of bench/query.py's "
+        "each page the way a browser session does, on a SQLite store of bench/dashboard.py's "
         "generated rows (4-turn sessions, an A/B test over two models). **Cold**: the step right "
         "after every cache was dropped and a sync asked for (as after new data arrived: the "
         "DuckDB copy syncs, every query runs); **warm**: the same step again, served from the "

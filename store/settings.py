@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         "within about this time).",
     )
     analytics_memory_limit: str = Field(
-        default="256MB",
+        default="512MB",
         description="Most memory DuckDB may use for analytics in one process (it spills to a "
         "temporary directory beyond it), e.g. 256MB or 2GB.",
     )

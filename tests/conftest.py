@@ -8,6 +8,7 @@ if it is not, PostgreSQL cases fail with a message saying so; they are never sil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -75,6 +76,17 @@ def drop_postgres_database(url: str) -> None:
     # The analytics store's files of a PostgreSQL store made in this working directory.
     lake = lake_location(parsed, Settings(analytics_path=None))
     shutil.rmtree(lake.data_path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftover_analytics_files() -> Iterator[None]:
+    """PostgreSQL stores keep their analytics files in `interlog-analytics/` of the working
+    directory; remove those of this session's test databases however they were dropped."""
+    yield
+    for path in Path("interlog-analytics").glob("*-interlog_test_*"):
+        shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        Path("interlog-analytics").rmdir()
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from store.analytics.layout import LABEL_COLUMNS_DDL, SYNC_STATE_DDL, TABLES
-from store.errors import InvalidInputError
+from store.errors import InvalidInputError, QueryCancelledError
 from store.read_guard import ReadGuard
 from store.settings import Settings, get_settings
 
@@ -357,6 +357,14 @@ class Lake:
         try:
             with guard.watching(cursor) if guard is not None else contextlib.nullcontext():
                 yield cursor
+        except Exception as exc:
+            if type(exc).__name__ != "OutOfMemoryException":
+                raise
+            raise QueryCancelledError(
+                f"the analytics query needed more memory than INTERLOG_ANALYTICS_MEMORY_LIMIT "
+                f"({self.memory_limit}) allows; narrow the filters or raise the limit",
+                timed_out=True,
+            ) from exc
         finally:
             cursor.close()
 

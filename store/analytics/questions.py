@@ -212,10 +212,16 @@ def _interactions_sql(
         SELECT mv.completion_id, m.key, avg({metric_value("mv.value")}) AS value
         FROM metric_values mv JOIN metrics m ON m.id = mv.metric_id"""
     if limit is None:
+        # Metrics of the matching completions only (a narrow pass over the filter first), so
+        # the join never holds message text in a hash table and the rows stream.
         ctes, params = "", [*keys, *compiled.params]
         if keys:
-            ctes = f"""WITH v AS ({per_completion} GROUP BY ALL),
+            ctes = f"""WITH v AS ({per_completion}
+                WHERE mv.completion_id IN (
+                    SELECT i.completion_id FROM interactions i WHERE {compiled.where})
+                GROUP BY ALL),
             piv AS (SELECT v.completion_id, {pivots} FROM v GROUP BY v.completion_id)"""
+            params = [*compiled.params, *keys, *compiled.params]
         join = " LEFT JOIN piv ON piv.completion_id = i.completion_id" if keys else ""
         sql = f"""{ctes}
             SELECT {_SELECT}{metric_columns} FROM interactions i {_JOINS}{join}
@@ -281,7 +287,7 @@ def interaction_batches(
         sql, params = _interactions_sql(
             lake, filters or Filters(), scope, keys, limit=None, offset=0
         )
-        reader = cursor.execute(sql, params).to_arrow_reader(batch_size)
+        reader = cursor.sql(sql, params=params).fetch_arrow_reader(batch_size)  # streams
         empty = True
         for batch in reader:
             empty = False
