@@ -1,13 +1,14 @@
-"""The one filter grammar of Interlog, and its translation to DuckDB SQL.
+"""The one filter grammar of Interlog.
 
 A `Filters` value is plain data (it can come from a notebook, the dashboard, REST query strings,
 GraphQL or the CLI), parsed and checked once here: label conditions `k=v`, `k!=v` (also true
 when the key is absent), `k=a|b` (one of), `k` (has the key); metric conditions `quality>=0.8`
 (the mean of a completion's values; `>`, `>=`, `<`, `<=`, `=`, `!=`; bools take true/false);
 at most MAX_LABEL_CONDITIONS label and MAX_METRIC_CONDITIONS metric conditions per query; a
-status is one of STATUSES. `compile_filters` turns it into one WHERE clause over the DuckDB
-copy's `interactions` table (alias `i`); `store.readback.filter_conditions` into SQLAlchemy
-conditions over the relational `interaction` table. Both are restricted to the caller's scope.
+status is one of STATUSES. Two compilers translate it, both restricted to the caller's scope:
+`store.analytics.compiler.compile_filters` into one WHERE clause over the analytics store's
+`interactions` (alias `i`), `store.readback.filter_conditions` into SQLAlchemy conditions over
+the relational `interaction` table.
 """
 
 from __future__ import annotations
@@ -239,76 +240,3 @@ def scope_project_id(scope: Scope) -> int | None:
     if isinstance(scope, bool) or not isinstance(scope, int):
         raise InvalidInputError("scope must be a Principal or a project id")
     return scope
-
-
-@dataclass
-class CompiledFilters:
-    """A WHERE clause over `interactions i` and its positional parameters."""
-
-    where: str
-    params: list[Any]
-
-
-def compile_filters(
-    filters: Filters, *, scope: Scope, label_columns: Mapping[str, str]
-) -> CompiledFilters:
-    """Translate filters (and the scope) to DuckDB SQL; unknown label keys match nothing."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    project_id = scope_project_id(scope)
-    if project_id is not None:
-        clauses.append("i.project_id = ?")
-        params.append(project_id)
-    if filters.project is not None:
-        clauses.append("i.project_id IN (SELECT id FROM projects WHERE key = ?)")
-        params.append(filters.project)
-    if filters.model is not None:
-        clauses.append("i.model_id IN (SELECT id FROM models WHERE key = ?)")
-        params.append(filters.model)
-    if filters.ab_test is not None:
-        clauses.append("i.ab_test_id IN (SELECT id FROM ab_tests WHERE key = ?)")
-        params.append(filters.ab_test)
-    for name, column in (("variant", "ab_variant"), ("user", "user_id"), ("status", "status")):
-        value = getattr(filters, name)
-        if value is not None:
-            clauses.append(f"i.{column} = ?")
-            params.append(value)
-    if filters.session is not None:
-        clauses.append("i.session_id = ?")
-        params.append(str(filters.session))
-    if filters.since is not None:
-        clauses.append("i.created_at >= ?")
-        params.append(filters.since)
-    if filters.until is not None:
-        clauses.append("i.created_at < ?")
-        params.append(filters.until)
-    for label in filters.label_filters:
-        clauses.append(_label_clause(label, label_columns.get(label.key), params))
-    for metric in filters.metric_filters:
-        clauses.append(
-            "i.completion_id IN (SELECT mv.completion_id FROM metric_values mv "
-            "JOIN metrics m ON m.id = mv.metric_id WHERE m.key = ? "
-            f"GROUP BY mv.completion_id HAVING avg(mv.value) {metric.op} ?)"
-        )
-        params.extend([metric.key, metric.value])
-    if filters.search:
-        escaped = filters.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%"
-        params.extend([pattern, pattern])
-        clauses.append("(i.prompt_text ILIKE ? ESCAPE '\\' OR i.completion ILIKE ? ESCAPE '\\')")
-    return CompiledFilters(" AND ".join(clauses) or "TRUE", params)
-
-
-def _label_clause(label: LabelFilter, column: str | None, params: list[Any]) -> str:
-    if column is None:
-        return "TRUE" if label.op == "!=" else "FALSE"
-    if label.op == "exists":
-        return f"i.{column} IS NOT NULL"
-    if label.op == "!=":
-        params.append(label.values[0])
-        return f"i.{column} IS DISTINCT FROM ?"
-    if label.op == "=":
-        params.append(label.values[0])
-        return f"i.{column} = ?"
-    params.extend(label.values)
-    return f"i.{column} IN ({', '.join('?' for _ in label.values)})"

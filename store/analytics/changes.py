@@ -20,7 +20,6 @@ extension: the store file must only ever be opened by one SQLite library per pro
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,12 +81,12 @@ def fetch_batches(
 def insert_select(table: LakeTable, source: str, label_columns: Mapping[str, str]) -> str:
     """INSERT of the rows of SOURCE (a relation with the store's columns) into TABLE, filling
     the label columns LABEL_COLUMNS (key -> column) of interactions too."""
+    taken = {column: key for key, column in label_columns.items()}
     names = [column.name for column in table.columns]
-    exprs = [column.expression for column in table.columns]
-    if table.name == "interactions":
-        for key, column in label_columns.items():
-            names.append(column)
-            exprs.append(f"s.label_map[{literal(key)}]")
+    exprs = [
+        f"s.label_map[{literal(taken[column.name])}]" if column.name in taken else column.expression
+        for column in table.columns
+    ]
     return (
         f"INSERT INTO {LAKE}.{table.name} ({', '.join(names)}) "
         f"SELECT {', '.join(exprs)} FROM {staged_source(table, source)}"
@@ -119,7 +118,6 @@ SELECT key FROM k WHERE key IS NOT NULL"""
 class ChangeFeed:
     """The dialect-independent part; `for_connection` picks the dialect's feed."""
 
-    sortable_key: str  # the column chunks are ordered by
     label_columns: Mapping[str, str] = {}  # label key -> its column in interactions
 
     def label_keys(self, connection: Any) -> set[str]:
@@ -194,27 +192,30 @@ def _select(table: LakeTable, render: Any) -> str:
 
 
 class SqliteFeed(ChangeFeed):
-    sortable_key = "rowid"
-
-    def position(self, connection: Connection) -> Position:
+    def position(self, connection: Any) -> Position:
         parts = [f"(SELECT coalesce(max(rowid), 0) FROM {table.source})" for table in TABLES]
         parts.append(f"(SELECT coalesce(max(id), 0) FROM {TOMBSTONES})")
-        row = connection.exec_driver_sql("SELECT " + ", ".join(parts)).one()
+        (row,) = self._query(connection, "SELECT " + ", ".join(parts))
         position = {table.source: int(value) for table, value in zip(TABLES, row, strict=False)}
         position[TOMBSTONES] = int(row[-1])
         return position
 
-    def pending(self, connection: Connection, prev: Position | None) -> bool:
+    def pending(self, connection: Any, prev: Position | None) -> bool:
         return prev is None or self.position(connection) != prev
 
     def tombstones(
-        self, connection: Connection, prev: Position | None, target: Position
+        self, connection: Any, prev: Position | None, target: Position
     ) -> list[Tombstone]:
-        rows = connection.exec_driver_sql(
-            f"SELECT source, key, row_id FROM {TOMBSTONES} WHERE id > ? AND id <= ? ORDER BY id",
-            (int((prev or {}).get(TOMBSTONES, 0)), int(target[TOMBSTONES])),
-        ).all()
-        return [Tombstone(source, key, row_id) for source, key, row_id in rows]
+        first, last = int((prev or {}).get(TOMBSTONES, 0)), int(target[TOMBSTONES])
+        rows = self._query(
+            connection,
+            f"SELECT source, key, row_id FROM {TOMBSTONES} "
+            f"WHERE id > {first} AND id <= {last} ORDER BY id",
+        )
+        return [
+            Tombstone(source, key, None if row_id is None else int(row_id))
+            for source, key, row_id in rows
+        ]
 
     def rows(
         self,
@@ -275,27 +276,6 @@ class IsolatedSqliteFeed(SqliteFeed):
 
     def _query(self, connection: Any, sql: str) -> list[Any]:
         return list(self._sqlite(sql).fetchall())
-
-    def position(self, connection: Any = None) -> Position:
-        parts = [f"(SELECT coalesce(max(rowid), 0) FROM {table.source})" for table in TABLES]
-        parts.append(f"(SELECT coalesce(max(id), 0) FROM {TOMBSTONES})")
-        row = self._sqlite("SELECT " + ", ".join(parts)).fetchone()
-        position = {table.source: int(value) for table, value in zip(TABLES, row, strict=False)}
-        position[TOMBSTONES] = int(row[-1])
-        return position
-
-    def tombstones(
-        self, connection: Any, prev: Position | None, target: Position
-    ) -> list[Tombstone]:
-        first, last = int((prev or {}).get(TOMBSTONES, 0)), int(target[TOMBSTONES])
-        rows = self._sqlite(
-            f"SELECT source, key, row_id FROM {TOMBSTONES} "
-            f"WHERE id > {first} AND id <= {last} ORDER BY id"
-        ).fetchall()
-        return [
-            Tombstone(source, key, None if row_id is None else int(row_id))
-            for source, key, row_id in rows
-        ]
 
     def _batch(self, table: LakeTable, where: str, extra: str = "") -> pa.RecordBatch | None:
         columns = _select(table, lambda c: c.name)
@@ -366,8 +346,6 @@ def _new_since(prev: Position | None, target_param: str | None) -> str:
 
 
 class PostgresFeed(ChangeFeed):
-    sortable_key = "key"
-
     def position(self, connection: Connection) -> Position:
         snapshot = connection.exec_driver_sql("SELECT pg_current_snapshot()::text").scalar_one()
         return {"snapshot": str(snapshot)}
@@ -485,11 +463,3 @@ def cursor_has_store(cursor: Any) -> bool:
         "SELECT count(*) FROM duckdb_databases() WHERE database_name = 'store'"
     ).fetchone()
     return bool(row and row[0])
-
-
-def dumps(position: Position | None) -> str | None:
-    return None if position is None else json.dumps(position, sort_keys=True)
-
-
-def loads(text: str | None) -> Position | None:
-    return None if not text else dict(json.loads(text))

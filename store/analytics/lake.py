@@ -306,15 +306,11 @@ class Lake:
             if time.monotonic() - self._catalog_loaded < max_age:
                 return
             assert self.con is not None
-            import pyarrow as pa
-
             tables = {}
             with self.engine.connect() as connection:
                 for name, select in CATALOG_TABLES.items():
                     result = connection.exec_driver_sql(select)
-                    columns = list(result.keys())
-                    rows = [tuple(_plain(v) for v in row) for row in result]
-                    tables[name] = (columns, rows)
+                    tables[name] = [tuple(_plain(v) for v in row) for row in result]
             self.label_columns = {
                 str(key): str(column)
                 for key, column in self.con.execute(
@@ -322,27 +318,17 @@ class Lake:
                     "WHERE column_name IS NOT NULL"
                 ).fetchall()
             }
-            digest = tuple((name, tuple(rows)) for name, (_, rows) in tables.items())
+            digest = tuple((name, tuple(rows)) for name, rows in tables.items())
             if digest != self._catalog_digest:
-                for name, (columns, rows) in tables.items():
-                    data = (
-                        pa.table({c: pa.array([r[i] for r in rows]) for i, c in enumerate(columns)})
-                        if rows
-                        else None
+                # Plain inserts, no Arrow: pyarrow need not load in a gateway for this.
+                for name, rows in tables.items():
+                    self.con.execute(
+                        f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM "
+                        f"({_empty_select(name)}) LIMIT 0"
                     )
-                    if data is None:
-                        self.con.execute(
-                            f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM "
-                            f"({_empty_select(name)}) LIMIT 0"
-                        )
-                    else:
-                        self.con.register("catalog_rows", data)
-                        try:
-                            self.con.execute(
-                                f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM catalog_rows"
-                            )
-                        finally:
-                            self.con.unregister("catalog_rows")
+                    if rows:
+                        marks = ", ".join("?" for _ in rows[0])
+                        self.con.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
                 self._catalog_digest = digest
             self._catalog_loaded = time.monotonic()
 

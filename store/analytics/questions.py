@@ -133,19 +133,23 @@ def check_filters(
 
 @dataclass(frozen=True)
 class Answer:
-    """A question's rows as Arrow, how fresh they are, and the filter's warnings. Servers answer
-    from it without pandas (the gateway's memory); `to_pandas()` is the notebook's DataFrame."""
+    """A question's rows as plain Python records, how fresh they are, and the filter's
+    warnings. Servers answer from it without pandas or pyarrow (a gateway stays small);
+    `to_pandas()` is the notebook's DataFrame."""
 
-    table: pa.Table
+    rows: list[dict[str, Any]]
     freshness: Freshness
     warnings: tuple[str, ...] = ()
+    columns: tuple[str, ...] | None = None  # the DataFrame's columns when there is no row
 
     def records(self) -> list[dict[str, Any]]:
-        return list(self.table.to_pylist())
+        return self.rows
 
     def to_pandas(self) -> pd.DataFrame:
         """The rows as a DataFrame whose attrs say `synced_at`, `freshness` and `warnings`."""
-        frame = self.table.to_pandas()
+        import pandas as pd
+
+        frame = pd.DataFrame.from_records(self.rows, columns=self.columns)
         frame.attrs["synced_at"] = self.freshness.synced_at
         frame.attrs["freshness"] = self.freshness.to_dict()
         frame.attrs["warnings"] = list(self.warnings)
@@ -153,7 +157,11 @@ class Answer:
 
 
 def _frame(table: pa.Table, freshness: Freshness, warnings: Sequence[str] = ()) -> pd.DataFrame:
-    return Answer(table, freshness, tuple(warnings)).to_pandas()
+    frame = table.to_pandas()
+    frame.attrs["synced_at"] = freshness.synced_at
+    frame.attrs["freshness"] = freshness.to_dict()
+    frame.attrs["warnings"] = list(warnings)
+    return frame
 
 
 def metric_definitions(
@@ -431,10 +439,8 @@ def summary_answer(
         for row in rows
         for m in (row[7] or [] if kinds else [])
     ]
-    import pyarrow as pa
-
     summary = summary_rows(name, base, metric_rows, kinds)
-    return Answer(pa.Table.from_pylist(summary), freshness, tuple(warnings))
+    return Answer(summary, freshness, tuple(warnings))
 
 
 def _summary_sql(sel: str, *, metrics: bool) -> str:
@@ -450,9 +456,9 @@ def _summary_sql(sel: str, *, metrics: bool) -> str:
                 sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
             FROM sel GROUP BY grp)"""
     if not metrics:
-        return f"""WITH sel AS MATERIALIZED ({sel}), {base}
+        return f"""WITH sel AS NOT MATERIALIZED ({sel}), {base}
             SELECT *, NULL AS metrics FROM base ORDER BY grp NULLS LAST"""
-    return f"""WITH sel AS MATERIALIZED ({sel}), {base},
+    return f"""WITH sel AS NOT MATERIALIZED ({sel}), {base},
         per AS (
             SELECT sel.grp, mv.completion_id, mv.metric_id, avg({metric_value("mv.value")}) AS v
             FROM metric_values mv JOIN sel ON sel.completion_id = mv.completion_id
@@ -563,13 +569,14 @@ def label_values_answer(
     compiled = compile_filters(filters or Filters(), scope=scope, label_columns=lake.label_columns)
     value = label_expression(key, lake.label_columns)
     with lake.reading(guard) as cursor:
-        table = cursor.execute(
+        rows = cursor.execute(
             f"SELECT {value} AS value, count(*) AS count FROM interactions i "
             f"WHERE {compiled.where} AND {value} IS NOT NULL "
             f"GROUP BY value ORDER BY count DESC, value LIMIT ?",
             [*compiled.params, limit],
-        ).to_arrow_table()
-    return Answer(table, freshness, tuple(warnings))
+        ).fetchall()
+    records = [{"value": value, "count": count} for value, count in rows]
+    return Answer(records, freshness, tuple(warnings), columns=("value", "count"))
 
 
 def ab_test_report(

@@ -303,8 +303,8 @@ class Syncer:
 
     @staticmethod
     def _label_columns(cursor: Any, feed: changes.ChangeFeed, connection: Any) -> dict[str, str]:
-        """Label key -> column in interactions; a key seen for the first time gets a column
-        while fewer than MAX_LABEL_COLUMNS exist, before any row of it is written (the keys
+        """Label key -> column in interactions; a key seen for the first time gets a free
+        column while any of the MAX_LABEL_COLUMNS is free, before any row of it is written (the keys
         are read after the cycle's target position, so they cover every row it will write).
         A key seen first once they are all taken stays in the map only, for good: its rows
         already written would lack the column."""
@@ -316,9 +316,8 @@ class Syncer:
             return promoted
         for key in sorted(feed.label_keys(connection) - set(known)):
             column = None
-            if len(promoted) < MAX_LABEL_COLUMNS:
+            if len(promoted) < MAX_LABEL_COLUMNS:  # the columns exist from the start (layout)
                 column = f"label_{len(promoted)}"
-                cursor.execute(f"ALTER TABLE {LAKE}.interactions ADD COLUMN {column} VARCHAR")
                 promoted[key] = column
             cursor.execute(f"INSERT INTO {LAKE}.label_columns VALUES (?, ?)", [key, column])
         return promoted
