@@ -974,6 +974,9 @@ def _pool_table(n: int, catalog: Any) -> Any:
     return pa.table(columns)
 
 
+BIG_LABEL_KEYS = ("team", "env", "customer", "feature", "region", "version")
+
+
 def _big_sql(n: int, pool: int, catalog: Any) -> tuple[str, str]:
     """INSERT ... SELECT of interactions and of metric values for rows [?, ?) of N."""
     from store.analytics.layout import INTERACTIONS, METRIC_VALUES
@@ -1015,8 +1018,13 @@ def _big_sql(n: int, pool: int, catalog: Any) -> tuple[str, str]:
         "latency_ms": f"p.latency_ms * (0.8 + 0.4 * {u('la')})",
         "created_at": created,
     }
+    # The label keys' own columns, as the sync fills them (BIG_LABEL_KEYS, in label_columns).
+    for n_key, key in enumerate(BIG_LABEL_KEYS):
+        exprs[f"label_{n_key}"] = f"({labels})['{key}']"
     names = [column.name for column in INTERACTIONS.columns]
-    select = ", ".join(exprs.get(name, f"p.{name}") for name in names)
+    select = ", ".join(
+        exprs.get(name, "NULL" if name.startswith("label_") else f"p.{name}") for name in names
+    )
     source = f"FROM range(?, ?) r(i) JOIN pool p ON p.idx = hash(r.i, 'pool') % {pool}"
     interactions = f"INSERT INTO lake.interactions ({', '.join(names)}) SELECT {select} {source}"
     thumbs = f"{u('mk')} >= 0.7"
@@ -1083,6 +1091,8 @@ def make_big(directory: Path, n: int, pool: int) -> dict[str, Any]:
         cursor.register("metric_id_rows", metric_ids)
         cursor.execute("CREATE TEMP TABLE metric_ids AS SELECT * FROM metric_id_rows")
         interactions, metric_values = _big_sql(n, pool, catalog)
+        for n_key, key in enumerate(BIG_LABEL_KEYS):
+            con.execute("INSERT INTO lake.label_columns VALUES (?, ?)", [key, f"label_{n_key}"])
         for first in range(0, n, BIG_BATCH):
             last = min(n, first + BIG_BATCH)
             cursor.execute("BEGIN")

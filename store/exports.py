@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 import orjson
 from sqlalchemy import Engine
 
-from store.analytics import interaction_batches
+from store.analytics.questions import copy_interactions, interaction_batches
 from store.errors import InvalidInputError
 from store.filters import Filters, Scope
 
@@ -145,7 +145,10 @@ def export_interactions(
     format: str,
     on_rows: Callable[[int], None] | None = None,
 ) -> int:
-    """Write every matching interaction to a file (path or binary file); returns rows read."""
+    """Write every matching interaction to a file (path or binary file); returns rows read.
+    Parquet or CSV to a path without a progress callback: DuckDB writes the file itself."""
+    if isinstance(destination, str | Path) and on_rows is None and format in ("parquet", "csv"):
+        return copy_interactions(engine, destination, filters, scope=scope, format=format)
     rows = 0
 
     def count(n: int) -> None:
