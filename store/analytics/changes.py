@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 Position = dict[str, Any]
 TOMBSTONES = "analytics_tombstone"
+FIRST_BUILD_ROWS = 100_000  # rows per chunk of a PostgreSQL store's first build
 _ARROW = {"int": "int64", "float": "float64", "bool": "bool_"}  # every other kind is text
 
 
@@ -420,7 +421,10 @@ class PostgresFeed(ChangeFeed):
         through DuckDB's postgres extension (binary COPY, no Python object per row); later
         cycles, a few rows each, through Python."""
         if prev is None and cursor_has_store(cursor):
-            return self._copy_through_duckdb(connection, cursor, table, target, after, limit)
+            # Chunks of at least FIRST_BUILD_ROWS: each is a Parquet file (20,000-row chunks
+            # left 69 files for 1M interactions, and every question opened them all).
+            chunk = max(limit, FIRST_BUILD_ROWS)
+            return self._copy_through_duckdb(connection, cursor, table, target, after, chunk)
         return super().copy_rows(connection, cursor, table, prev, target, after=after, limit=limit)
 
     def _copy_through_duckdb(
