@@ -120,6 +120,7 @@ class ChangeFeed:
     """The dialect-independent part; `for_connection` picks the dialect's feed."""
 
     label_columns: Mapping[str, str] = {}  # label key -> its column in interactions
+    first_build_rows = FIRST_BUILD_ROWS  # rows per chunk of a first build through DuckDB
 
     def label_keys(self, connection: Any) -> set[str]:
         """Every label key in the store (rows not yet committed excepted)."""
@@ -423,7 +424,7 @@ class PostgresFeed(ChangeFeed):
         if prev is None and cursor_has_store(cursor):
             # Chunks of at least FIRST_BUILD_ROWS: each is a Parquet file (20,000-row chunks
             # left 69 files for 1M interactions, and every question opened them all).
-            chunk = max(limit, FIRST_BUILD_ROWS)
+            chunk = max(limit, self.first_build_rows)
             return self._copy_through_duckdb(connection, cursor, table, target, after, chunk)
         return super().copy_rows(connection, cursor, table, prev, target, after=after, limit=limit)
 

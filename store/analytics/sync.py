@@ -200,6 +200,8 @@ class Syncer:
         self.lake = lake
         self.isolated = isolated and lake.engine.dialect.name == "sqlite"
         self.chunk_rows = chunk_rows or (ISOLATED_CHUNK_ROWS if self.isolated else CHUNK_ROWS)
+        # A PostgreSQL first build copies bigger chunks through DuckDB, unless told otherwise.
+        self.first_build_rows = chunk_rows or changes.FIRST_BUILD_ROWS
         self.commit_rows = commit_rows
         self._last_maintenance = self._last_flush = time.monotonic()
 
@@ -339,7 +341,9 @@ class Syncer:
         if self.lake.engine.dialect.name == "postgresql":
             self.lake.attach_store()  # the first build reads through DuckDB (PostgresFeed)
         with _store_read(self.lake.engine) as connection:
-            yield connection, changes.feed_for(connection)
+            feed = changes.feed_for(connection)
+            feed.first_build_rows = self.first_build_rows
+            yield connection, feed
 
     def _prune(self, applied: Position | None) -> None:
         if applied is None:
