@@ -296,7 +296,7 @@ def interaction_batches(
         sql, params = _interactions_sql(
             lake, filters or Filters(), scope, keys, limit=None, offset=0
         )
-        reader = cursor.execute(sql, params).fetch_record_batch(batch_size)  # streams
+        reader = cursor.execute(sql, params).to_arrow_reader(batch_size)  # streams
         empty = True
         for batch in reader:
             empty = False
