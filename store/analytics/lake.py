@@ -173,10 +173,6 @@ class Lake:
 
     # -- connecting ------------------------------------------------------------------------
 
-    def exists(self) -> bool:
-        """Whether the analytics store has been created (by a sync)."""
-        return self.con is not None or _catalog_exists(self.engine, self.location)
-
     def open(self, *, create: bool = False) -> duckdb.DuckDBPyConnection | None:
         """The attached connection; None when the analytics store does not exist yet and
         CREATE is false (only the sync owner creates it)."""

@@ -235,7 +235,7 @@ class Syncer:
     def _cycle(self, cursor: Any, state: SyncState, on_rows: Any) -> int:
         applied = tombstoned = 0
         pending_rows = 0
-        with self._source() as (connection, feed):
+        with self._source(first_build=state.position is None) as (connection, feed):
             if state.target is None:
                 started = datetime.now(UTC)
                 target = feed.position(connection)
@@ -325,9 +325,10 @@ class Syncer:
         return promoted
 
     @contextlib.contextmanager
-    def _source(self) -> Iterator[tuple[Any, changes.ChangeFeed]]:
+    def _source(self, *, first_build: bool = False) -> Iterator[tuple[Any, changes.ChangeFeed]]:
         """(connection, feed) reading the store: through DuckDB when isolated, else a read
-        transaction of the engine (one snapshot on PostgreSQL)."""
+        transaction of the engine (one snapshot on PostgreSQL; a FIRST_BUILD also attaches it
+        to DuckDB, which copies every row faster)."""
         if self.isolated:
             self.lake.attach_store()
             con = self.lake.open(create=True)
@@ -338,8 +339,8 @@ class Syncer:
             finally:
                 cursor.close()
             return
-        if self.lake.engine.dialect.name == "postgresql":
-            self.lake.attach_store()  # the first build reads through DuckDB (PostgresFeed)
+        if first_build and self.lake.engine.dialect.name == "postgresql":
+            self.lake.attach_store()  # read through DuckDB (PostgresFeed.copy_rows)
         with _store_read(self.lake.engine) as connection:
             feed = changes.feed_for(connection)
             feed.first_build_rows = self.first_build_rows
