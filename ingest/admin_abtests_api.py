@@ -15,7 +15,6 @@ from ingest.auth import require_admin
 from store.ab_lifecycle import AbTestDetails, cancel_ab_test, get_ab_test, list_ab_test_details
 from store.ab_sequential import sequential_verdict
 from store.abtests import create_ab_test
-from store.analytics import ab_test_report
 from store.errors import NotFoundError
 
 router = APIRouter(
@@ -145,8 +144,9 @@ async def get_abtest(request: Request, project: PathKey, key: PathKey) -> AbTest
     verdict = await run_store(sequential_verdict, engine, test=test)
     try:
         report = await run_store(
-            ab_test_report, engine, key, scope=test.project_id, project=project, max_staleness=0
-        )
+            request.app.state.analytics.call, "ab_test_report", key, scope=test.project_id,
+            project=project, max_staleness=0,
+        )  # fmt: skip
         report_data = _finite(report.to_dict())
     except NotFoundError:
         report_data = {}

@@ -43,8 +43,8 @@ async def read_summary(
     """Per group: count, error rate, latency/TTFT p50/p95/p99, tokens, metric means with 95% CIs."""
     answer = await run_read(
         request,
-        analytics.summary_answer,
-        request.app.state.engine,
+        request.app.state.analytics.call,
+        "summary_answer",
         filters,
         scope=principal,
         by=by,
@@ -58,7 +58,7 @@ async def read_label_keys(
 ) -> dict[str, Any]:
     """Label keys used by the matching interactions."""
     keys = await run_read(
-        request, analytics.label_keys, request.app.state.engine, filters, scope=principal
+        request, request.app.state.analytics.call, "label_keys", filters, scope=principal
     )
     return {"data": keys}
 
@@ -70,8 +70,8 @@ async def read_label_values(
     """Values of one label key with their counts, most used first."""
     answer = await run_read(
         request,
-        analytics.label_values_answer,
-        request.app.state.engine,
+        request.app.state.analytics.call,
+        "label_values_answer",
         key,
         filters,
         scope=principal,
@@ -88,8 +88,8 @@ async def read_ab_test_report(
         check_project_key(principal, project)
     report = await run_read(
         request,
-        analytics.ab_test_report,
-        request.app.state.engine,
+        request.app.state.analytics.call,
+        "ab_test_report",
         key,
         scope=principal,
         project=project,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -37,6 +38,7 @@ from ingest.upstream import UpstreamPool
 from ingest.writer import JournalWriter
 from store.analytics.lake import drop_lake
 from store.analytics.owner import OwnerProcess
+from store.analytics.reader import LocalAnalytics, ReaderProcess
 from store.db import engine_from_settings
 from store.settings import Settings, get_settings
 from store.sqlite_writer import sqlite_writer_for
@@ -58,6 +60,14 @@ class InterlogApp(FastAPI):
             await self._chat(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+
+def _start_quietly(analytics: LocalAnalytics | ReaderProcess) -> None:
+    """Start the reader child; a failure is logged, and the first call tries again."""
+    try:
+        analytics.start()
+    except Exception:
+        log.exception("the analytics reader did not start")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -96,6 +106,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.analytics_owner = OwnerProcess(settings) if settings.analytics_sync else None
         if app.state.analytics_owner is not None:
             app.state.analytics_owner.start()
+        # Analytics questions and exports are answered by a reader child, so that what they
+        # cost never stays in this process (store/analytics/reader.py); it starts in the
+        # background, and the first call waits for it.
+        app.state.analytics = (
+            ReaderProcess(settings) if settings.analytics_reader else LocalAnalytics(engine)
+        )
+        threading.Thread(target=_start_quietly, args=(app.state.analytics,), daemon=True).start()
         # Everything made so far lives as long as the process: keep it out of the garbage
         # collector's full passes (they scanned ~170k objects, ~100 ms each, under load). And
         # collect the young generation every 20,000 allocations, not 700: a completion makes
@@ -114,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.upstream.close()
             if app.state.analytics_owner is not None:
                 await asyncio.to_thread(app.state.analytics_owner.stop)
+            await asyncio.to_thread(app.state.analytics.stop)
             drop_lake(engine)  # analytics: detach this process's connection to the analytics store
             engine.dispose()
 

@@ -31,6 +31,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from store.errors import (
     AlreadyExistsError,
+    AnalyticsNotReadyError,
+    AnalyticsUnavailableError,
     InvalidInputError,
     NotFoundError,
     QueryCancelledError,
@@ -175,6 +177,8 @@ def store_api_error(error: StoreError) -> ApiError:
         return Conflict(str(error))
     if isinstance(error, ValueOutOfRangeError):
         return Unprocessable(str(error), param=error.param, code=error.code)
+    if isinstance(error, AnalyticsNotReadyError | AnalyticsUnavailableError):
+        return ServiceUnavailable(str(error), code=error.code)
     if isinstance(error, QueryCancelledError):
         if error.timed_out:
             return ServiceUnavailable(str(error), code=error.code)
@@ -220,6 +224,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AlreadyExistsError)
     @app.exception_handler(InvalidInputError)
     @app.exception_handler(QueryCancelledError)
+    @app.exception_handler(AnalyticsNotReadyError)
+    @app.exception_handler(AnalyticsUnavailableError)
     async def _store(request: Request, exc: StoreError) -> JSONResponse:
         return error_response(store_api_error(exc), path=request.url.path)
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from ingest.auth import PrincipalDep, check_project_key
-from store.exports import FORMATS, check_format, export_chunks
+from store.exports import FORMATS, check_format
 from store.filters import Filters
 
 router = APIRouter(prefix="/api/v1", tags=["exports"])
@@ -71,7 +71,9 @@ def export_interactions(
     OpenAI's fine-tuning chat format (images omitted, text parts flattened)."""
     kind = check_format(format)
     media_type, extension = FORMATS[kind]
-    chunks = export_chunks(request.app.state.engine, filters, scope=principal, format=kind)
+    chunks = request.app.state.analytics.stream(
+        "export_chunks", filters, scope=principal, format=kind
+    )
     # The first chunk is made here, so sync and query errors still get a proper error response.
     first = next(chunks, b"")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -6,7 +6,8 @@ StoreError
  ├── InvalidInputError    the request is well-formed but not acceptable (wrong kind, ...)
  │    └── ValueOutOfRangeError   a number that is not finite or outside its documented range
  ├── QueryCancelledError  a read ran past its timeout, or its client went away
- └── AnalyticsNotReadyError  the analytics store is still being built
+ ├── AnalyticsNotReadyError  the analytics store is still being built
+ └── AnalyticsUnavailableError  the process answering analytics could not be reached
 """
 
 from __future__ import annotations
@@ -65,3 +66,9 @@ class AnalyticsNotReadyError(StoreError):
     """The analytics store is not built yet and this process may not build it (REST 503)."""
 
     code = "analytics_not_ready"
+
+
+class AnalyticsUnavailableError(StoreError):
+    """The analytics reader child could not be started, or ended during a call (REST 503)."""
+
+    code = "analytics_unavailable"

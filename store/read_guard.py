@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,6 +47,7 @@ class ReadGuard:
         self._cancelled = False
         self._deadline = math.inf
         self._duckdb: list[Any] = []  # DuckDB cursors of the analytics store being watched
+        self._callbacks: list[Callable[[], None]] = []  # what else cancel() must stop
 
     @property
     def cancelled(self) -> bool:
@@ -63,6 +64,8 @@ class ReadGuard:
                 _interrupt(self._raw, sqlite=self._sqlite)
             for cursor in self._duckdb:
                 cursor.interrupt()
+            for callback in self._callbacks:
+                callback()
 
     @contextmanager
     def connect(self, engine: Engine) -> Iterator[Connection]:
@@ -127,6 +130,20 @@ class ReadGuard:
                 timer.cancel()
             with self._lock:
                 self._duckdb.remove(cursor)
+
+    @contextmanager
+    def on_cancel(self, callback: Callable[[], None]) -> Iterator[None]:
+        """Call CALLBACK if `cancel()` comes while the block runs (at once if it came before):
+        e.g. close the connection to the process that runs the read."""
+        with self._lock:
+            if self._cancelled:
+                callback()
+            self._callbacks.append(callback)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._callbacks.remove(callback)
 
     def _refuse_if_cancelled(self) -> None:
         if self._cancelled:

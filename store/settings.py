@@ -121,6 +121,19 @@ class Settings(BaseSettings):
         description="Seconds between two syncs of the analytics store (new rows reach analytics "
         "within about this time).",
     )
+    analytics_reader: bool = Field(
+        default=True,
+        description="Gateway processes answer analytics and exports from a reader child process, "
+        "so that their own memory stays what chat needs (store/analytics/reader.py); false "
+        "answers them in the gateway process.",
+    )
+    analytics_reader_max_mb: int = Field(
+        default=600,
+        ge=1,
+        description="A reader child whose resident memory passed this many MB ends once no call "
+        "is running; the next call starts a new one (DuckDB and the allocator keep what a large "
+        "export used).",
+    )
     analytics_memory_limit: str = Field(
         default="512MB",
         description="Most memory DuckDB may use for analytics in one process (it spills to a "

@@ -29,6 +29,9 @@ from store.settings import Settings, get_settings
 # gateway, syncing every half second): their analytics requests catch up in the request
 # instead, which is the same code. Tests of the owner turn it on (tests/store/analytics/).
 os.environ.setdefault("INTERLOG_ANALYTICS_SYNC", "false")
+# Nor the analytics reader child: their analytics run in the gateway process, the same
+# questions; tests/ingest/test_analytics_reader.py and test_lean_imports.py turn it on.
+os.environ.setdefault("INTERLOG_ANALYTICS_READER", "false")
 
 POSTGRES_SERVER_URL = os.environ.get(
     "INTERLOG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -41,6 +41,7 @@ def wait_for_http(
 def interlog_env(extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOG_")}
     env["INTERLOG_ANALYTICS_SYNC"] = "false"  # see tests/conftest.py; EXTRA may turn it on
+    env["INTERLOG_ANALYTICS_READER"] = "false"
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
     return env

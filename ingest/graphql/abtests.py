@@ -27,7 +27,7 @@ from ingest.graphql.types import Metric, Model, Project
 from store.ab_lifecycle import AbTestDetails, cancel_ab_test, get_ab_test, list_ab_test_details
 from store.ab_sequential import SequentialVerdict, preference_counts, sequential_verdict
 from store.abtests import create_ab_test
-from store.analytics import ab_test_report
+from store.analytics.questions import AbTestReport
 from store.catalog import get_model
 from store.errors import NotFoundError, StoreError
 from store.metrics import lookup_metric_in, project_by_id
@@ -187,9 +187,9 @@ class Abcampaign:
         its comparisons with the control; pValue is the always-valid one that ends campaigns."""
         test, engine = self.details, info.context.engine
         try:
-            report = await run_store(
-                ab_test_report, engine, test.key, scope=test.project_id, project=test.project,
-                max_staleness=0,
+            report: AbTestReport = await run_store(
+                info.context.analytics.call, "ab_test_report", test.key, scope=test.project_id,
+                project=test.project, max_staleness=0,
             )  # fmt: skip
             intervals = {v.variant: v for v in report.variants}
         except StoreError:

@@ -16,6 +16,7 @@ from strawberry.fastapi import BaseContext
 
 from ingest.auth import authenticate
 from ingest.reads import run_read
+from store.analytics.reader import LocalAnalytics, ReaderProcess
 from store.errors import (
     AlreadyExistsError,
     InvalidInputError,
@@ -93,6 +94,8 @@ class GraphQLContext(BaseContext):
         self.request = request
         self.principal = principal
         self.engine: Engine = request.app.state.engine
+        #: Analytics questions: the reader child's (store/analytics/reader.py) or this process's.
+        self.analytics: LocalAnalytics | ReaderProcess = request.app.state.analytics
         self.metric_usage: dict[int, tuple[bool, bool]] = {}
         self._projects: dict[int, Project | None] = {}
         #: Warnings for the answer's `extensions` (e.g. a label key no interaction has).

@@ -69,7 +69,7 @@ def follow(
         engine.dispose()
 
 
-def _settings_environment(settings: Settings) -> dict[str, str]:
+def settings_environment(settings: Settings) -> dict[str, str]:
     """The child's INTERLOG_* variables, so that it sees the settings its parent was given."""
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
@@ -87,7 +87,7 @@ def sync_in_child(lake: Lake) -> bool:
     """One catch-up in a child process (`--once`), waiting for it; False when another process
     owns the sync. For a SQLite store, the child reads it through DuckDB, which this process
     must not do (it has the file open through Python's sqlite3)."""
-    env = _settings_environment(lake.settings)
+    env = settings_environment(lake.settings)
     env["INTERLOG_DATABASE_URL"] = lake.engine.url.render_as_string(hide_password=False)
     result = subprocess.run(
         [sys.executable, "-m", "store.analytics.owner", "--once"],
@@ -114,7 +114,7 @@ class OwnerProcess:
         self.child = subprocess.Popen(
             [sys.executable, "-m", "store.analytics.owner"],
             stdin=subprocess.PIPE,
-            env=_settings_environment(self.settings),
+            env=settings_environment(self.settings),
         )
 
     def stop(self, timeout: float = 10.0) -> None:

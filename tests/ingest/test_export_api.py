@@ -1,5 +1,6 @@
 """REST export and analytics endpoints, the notebook over HTTP, and `interlog export`, on a live
-gateway over loopback (a SQLite store seeded with the known data)."""
+gateway over loopback (a SQLite store seeded with the known data): once with the analytics
+reader child answering (the default) and once with the gateway answering itself."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import NamedTuple
 
 import httpx
 import pandas as pd
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -32,6 +34,8 @@ ADMIN_KEY = "il_admin_exporttests"
 
 
 class Live(NamedTuple):
+    reader: bool  # analytics answered by the gateway's reader child
+    pid: int  # the gateway process
     base_url: str
     database_url: str
     data: KnownData
@@ -39,8 +43,13 @@ class Live(NamedTuple):
     other_key: str
 
 
-@pytest.fixture(scope="module")
-def live(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+@pytest.fixture(scope="module", params=["reader-child", "in-process"])
+def live(
+    request: pytest.FixtureRequest,
+    _sqlite_template: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Live]:
+    reader = request.param == "reader-child"
     workdir = tmp_path_factory.mktemp("export-server")
     shutil.copyfile(_sqlite_template, workdir / "interlog.db")
     database_url = f"sqlite:///{workdir / 'interlog.db'}"
@@ -55,11 +64,13 @@ def live(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "INTERLOG_JOURNAL_DIR": str(workdir / "journal"),
         "INTERLOG_ADMIN_KEY": ADMIN_KEY,
         "INTERLOG_LOG_LEVEL": "warning",
+        "INTERLOG_ANALYTICS_READER": str(reader).lower(),
     }
     args = ["serve", "--port", str(port), "--no-migrate"]
     with interlog_process(args, env=env, cwd=REPO_ROOT, log=workdir / "server.log") as process:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", process=process)
-        yield Live(f"http://127.0.0.1:{port}", database_url, data, bot_key, other_key)
+        base_url = f"http://127.0.0.1:{port}"
+        yield Live(reader, process.pid, base_url, database_url, data, bot_key, other_key)
 
 
 def _get(live: Live, key: str, path: str, **params: object) -> httpx.Response:
@@ -178,3 +189,19 @@ def test_ab_report_of_unknown_test_is_404(live: Live) -> None:
     response = _get(live, live.bot_key, "/api/v1/analytics/ab-tests/nosuch/report")
     assert response.status_code == 404
     assert "nosuch" in response.json()["error"]["message"]
+
+
+def test_with_the_reader_child_the_gateway_never_loads_duckdb(live: Live) -> None:
+    """What analytics cost stays in the reader child: the gateway process maps no DuckDB
+    library after summaries and exports (and does without the reader, so this can fail)."""
+    for path, params in [
+        ("/api/v1/analytics/summary", {"by": "model"}),
+        ("/api/v1/analytics/labels/team/values", {}),
+        ("/api/v1/interactions/export", {"format": "parquet", "label": "team=a"}),
+    ]:
+        assert _get(live, live.bot_key, path, **params).status_code == 200
+    maps = Path(f"/proc/{live.pid}/maps").read_text()
+    assert ("duckdb" in maps) is not live.reader
+    children = psutil.Process(live.pid).children()
+    readers = [c for c in children if "store.analytics.reader" in " ".join(c.cmdline())]
+    assert len(readers) == (1 if live.reader else 0)

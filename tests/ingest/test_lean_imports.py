@@ -5,8 +5,10 @@ the modules that use them import them on first use. The check runs in a fresh in
 test process has them loaded already): a driver script (DRIVER below) serves the app the way
 `interlog serve` does (uvicorn, the app factory, its lifespan) on a real SQLite store, in front of
 `interlog demo-model`, calls it over loopback HTTP, stops it, and prints `sys.modules`' heavy
-packages. A second server in the same process then answers an analytics request, which must
-work (the libraries load then) and must show up in the same check, so the check can fail.
+packages. A second server in the same process then answers an analytics request. With the
+analytics reader child (the default) the gateway still loads none of them; without it
+(INTERLOG_ANALYTICS_READER=false) the request loads them, which the same check must see, so the
+check can fail.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.servers import REPO_ROOT, copy_sqlite_template, demo_upstream, seed_project
 from tests.support import free_port, interlog_env
@@ -106,9 +110,10 @@ print(json.dumps(report))
 """
 
 
-def _drive(database_url: str, workdir: Path, api_key: str) -> dict[str, Any]:
+def _drive(database_url: str, workdir: Path, api_key: str, *, reader: bool) -> dict[str, Any]:
     env = interlog_env(
         {
+            "INTERLOG_ANALYTICS_READER": str(reader).lower(),
             "INTERLOG_DATABASE_URL": database_url,
             "INTERLOG_JOURNAL_DIR": str(workdir / "journal"),
             "INTERLOG_ADMIN_KEY": ADMIN_KEY,
@@ -129,13 +134,14 @@ def _drive(database_url: str, workdir: Path, api_key: str) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+@pytest.mark.parametrize("reader", [True, False], ids=["reader-child", "in-process"])
 def test_gateway_loads_analytics_libraries_only_for_analytics(
-    _sqlite_template: Path, demo_upstream: str, tmp_path: Path
+    _sqlite_template: Path, demo_upstream: str, tmp_path: Path, reader: bool
 ) -> None:
     database_url = copy_sqlite_template(_sqlite_template, tmp_path)
     api_key, _, _ = seed_project(database_url, upstream_urls=[demo_upstream])
 
-    report = _drive(database_url, tmp_path, api_key)
+    report = _drive(database_url, tmp_path, api_key, reader=reader)
 
     assert report["lean_steps"] == {
         "healthz": 200,
@@ -147,6 +153,8 @@ def test_gateway_loads_analytics_libraries_only_for_analytics(
     }
     assert report["after_requests"] == []
     assert report["after_shutdown"] == []
-    # The first analytics request loads what it needs, and the check above would have seen it.
     assert report["analytics_status"] == 200
-    assert {"pandas", "pyarrow", "duckdb"} <= set(report["after_analytics"])
+    if reader:  # answered by the reader child: nothing heavy in the gateway
+        assert report["after_analytics"] == []
+    else:  # the request loads what it needs, and the check above would have seen it
+        assert {"pandas", "pyarrow", "duckdb"} <= set(report["after_analytics"])

@@ -76,3 +76,16 @@ def test_no_timeout_means_no_limit(engine: Engine) -> None:
         if engine.dialect.name == "postgresql":
             assert connection.execute(text("SHOW statement_timeout")).scalar_one() == "0"
         assert connection.execute(text("SELECT 1")).scalar_one() == 1
+
+
+def test_on_cancel_calls_back_while_registered_and_at_once_when_late() -> None:
+    guard = ReadGuard(30)
+    calls: list[str] = []
+    with guard.on_cancel(lambda: calls.append("during")):
+        assert calls == []
+        guard.cancel()
+        assert calls == ["during"]
+    guard.cancel()  # no longer registered: not called again
+    assert calls == ["during"]
+    with guard.on_cancel(lambda: calls.append("late")):  # cancelled before: called at once
+        assert calls == ["during", "late"]
