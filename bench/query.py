@@ -17,7 +17,8 @@ the 30 days before a fixed END, about 3 KB of text each; made once and cached be
 5. gateway      `interlog serve` on the store (its sync-owner child running) with an admin
                 key: REST analytics (summary by model, with a label filter, by label, label
                 values, a filtered Parquet export), the gateway process's own peak RSS and,
-                apart, its sync-owner child's;
+                apart, its analytics reader child's (which answers them) and its sync-owner
+                child's;
 6. freshness    the same gateway in front of a fake upstream, ~RATE chat completions/s with
                 labels for SECONDS, and every 100 ms a probe request labelled probe=<uuid>;
                 this process polls the analytics store every 50 ms (the lake's DuckDB only:
@@ -141,14 +142,15 @@ def hwm_mb(pid: int) -> float:
 
 class RssSampler:
     """Peak RSS in MB, sampled every INTERVAL s in a thread while in its `with` block: of the
-    process itself (`own`), of its analytics sync-owner children (`owner`), of its other
-    children (`other`, e.g. the SQLite writer) and of all of them (`tree`); `hwm` is the
-    process's own VmHWM at the last sample (its exact peak since it started)."""
+    process itself (`own`), of its analytics sync-owner children (`owner`), of its analytics
+    reader children (`reader`), of its other children (`other`, e.g. the SQLite writer) and of
+    all of them (`tree`); `hwm` is the process's own VmHWM at the last sample (its exact peak
+    since it started)."""
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         self.pid = pid
         self.interval = interval
-        self.peak = {"own": 0.0, "owner": 0.0, "other": 0.0, "tree": 0.0}
+        self.peak = {"own": 0.0, "owner": 0.0, "reader": 0.0, "other": 0.0, "tree": 0.0}
         self.hwm = 0.0
         self._commands: dict[int, str] = {}
         self._stop = threading.Event()
@@ -156,7 +158,7 @@ class RssSampler:
 
     def sample(self) -> dict[str, float]:
         root = psutil.Process(self.pid)
-        now = {"own": root.memory_info().rss / 1e6, "owner": 0.0, "other": 0.0}
+        now = {"own": root.memory_info().rss / 1e6, "owner": 0.0, "reader": 0.0, "other": 0.0}
         for child in root.children(recursive=True):
             try:
                 command = self._commands.get(child.pid)
@@ -165,8 +167,8 @@ class RssSampler:
                 rss = child.memory_info().rss / 1e6
             except psutil.Error:
                 continue
-            now["owner" if "store.analytics.owner" in command else "other"] += rss
-        now["tree"] = now["own"] + now["owner"] + now["other"]
+            now[_child_kind(command)] += rss
+        now["tree"] = now["own"] + now["owner"] + now["reader"] + now["other"]
         return now
 
     def _run(self) -> None:
@@ -186,6 +188,12 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _child_kind(command: str) -> str:
+    if "store.analytics.owner" in command:
+        return "owner"
+    return "reader" if "store.analytics.reader" in command else "other"
 
 
 @dataclass
@@ -649,6 +657,7 @@ def gateway(backend: str, url: str, workdir: Path) -> Iterator[RunningGateway]:
                 "INTERLOG_DATABASE_URL": url,
                 "INTERLOG_ADMIN_KEY": ADMIN_KEY,
                 "INTERLOG_ANALYTICS_SYNC": "true",
+                "INTERLOG_ANALYTICS_READER": "true",  # the defaults (the tests' env turns them off)
                 "INTERLOG_JOURNAL_DIR": str(workdir / f"journal-{backend}"),
                 "INTERLOG_LOG_LEVEL": "warning",
             }
@@ -738,8 +747,10 @@ def rest_analytics(backend: str, gw: RunningGateway, runs: int, res: Results) ->
             call_all(client, exports)
     after = RssSampler(gw.pid).sample()
     first = calls.pop(f"first {requests[0][0]}")[0]
-    res.add(backend, "gateway: RSS at start (own / sync-owner child)",
-            f"{_mb(at_start['own'])} / {_mb(at_start['owner'])}")  # fmt: skip
+    res.add(
+        backend, "gateway: RSS at start (own / sync-owner child / reader child)",
+        f"{_mb(at_start['own'])} / {_mb(at_start['owner'])} / {_mb(at_start['reader'])}",
+    )  # fmt: skip
     res.add(backend, "gateway: first REST analytics call (summary?by=model)",
             f"{first * 1000:,.0f} ms")  # fmt: skip
     for name, times in calls.items():
@@ -757,6 +768,12 @@ def rest_analytics(backend: str, gw: RunningGateway, runs: int, res: Results) ->
         backend, "gateway process: peak RSS during the filtered Parquet exports after them",
         f"{_mb(export_sampler.peak['own'])} (after: {_mb(after['own'])}; VmHWM since start "
         f"{_mb(export_sampler.hwm)})",
+    )  # fmt: skip
+    res.add(
+        backend, "its analytics reader child (answers the calls): peak RSS during the analytics "
+        "calls / during the exports (it ends past INTERLOG_ANALYTICS_READER_MAX_MB)",
+        f"{_mb(sampler.peak['reader'])} / {_mb(export_sampler.peak['reader'])}",
+        "reader_peak_mb", max(sampler.peak["reader"], export_sampler.peak["reader"]),
     )  # fmt: skip
     res.add(
         backend, "its sync-owner child: peak RSS during the calls",
