@@ -22,13 +22,17 @@ ApiError (status, type, code)
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from store.db_errors import driver_message, is_transient
 from store.errors import (
     AlreadyExistsError,
     AnalyticsNotReadyError,
@@ -125,11 +129,12 @@ class InternalError(ApiError):
 
 
 class ServiceUnavailable(ApiError):
-    """The server could not answer in time: a read ran past INTERLOG_READ_TIMEOUT_SECONDS
-    (code query_timeout) and was stopped. 503, not 408: 408 says the client was too slow to
-    send its request (this API answers it for a late body), and clients and proxies resend a
-    408 as is; here the request arrived whole, and the server chose to stop a query that may
-    well succeed narrower, or later on a less busy database."""
+    """The server could not answer now: the store is unreachable or busy (code
+    store_unavailable, with Retry-After), or a read ran past INTERLOG_READ_TIMEOUT_SECONDS (code
+    query_timeout) and was stopped. 503, not 408: 408 says the client was too slow to send its
+    request (this API answers it for a late body), and clients and proxies resend a 408 as is;
+    here the request arrived whole, and the server chose to stop a query that may well succeed
+    narrower, or later on a less busy database."""
 
     status_code = 503
     error_type = "server_error"
@@ -186,6 +191,23 @@ def store_api_error(error: StoreError) -> ApiError:
     return BadRequest(str(error))
 
 
+#: Seconds a client is told to wait before retrying when the store is unavailable.
+STORE_RETRY_AFTER_SECONDS = 5
+
+
+def database_api_error(exc: Exception) -> tuple[ApiError, dict[str, str] | None]:
+    """A database error as the client sees it: the store away or busy is 503 with Retry-After
+    (nothing was stored; the same request may succeed later); data the store refuses for good
+    is 400 with the database's reason."""
+    if is_transient(exc):
+        message = "the store is unavailable; retry later"
+        error: ApiError = ServiceUnavailable(message, code="store_unavailable")
+        return error, {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)}
+    return BadRequest(
+        f"the store refused the data: {driver_message(exc)}", code="store_refused"
+    ), None
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     errors = exc.errors()
     if not errors:
@@ -228,6 +250,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AnalyticsUnavailableError)
     async def _store(request: Request, exc: StoreError) -> JSONResponse:
         return error_response(store_api_error(exc), path=request.url.path)
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(psycopg.Error)
+    @app.exception_handler(sqlite3.Error)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        error, headers = database_api_error(exc)
+        if error.status_code == 503:
+            log.warning("store unavailable: %s", driver_message(exc))
+        return error_response(error, headers, path=request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -91,7 +91,9 @@ class Settings(BaseSettings):
         default=128, description="Longest label key accepted, in characters."
     )
     max_label_value_length: int = Field(
-        default=4096, description="Longest label value accepted, in characters."
+        default=1000,
+        description="Longest label value accepted, in characters (and never more than 2,000 "
+        "bytes of UTF-8: what the store's label index holds).",
     )
     writer_batch_size: int = Field(
         default=2000, description="Most interactions the background writer puts in one batch."

@@ -160,6 +160,27 @@ def _pg_stop(pg_ctl: str, data: Path) -> None:
     )
 
 
+def _assert_store_away_is_503(url: str, headers: dict[str, str], admin: dict[str, str]) -> None:
+    """With the store down, what needs it answers 503 with Retry-After (it was a 500)."""
+    some_id = "0191d6a4-3b6e-7c2a-9d4e-5f6a7b8c9d0e"
+    calls = [
+        ("GET", f"/api/v1/interactions/{some_id}", headers, None),  # read-back
+        (
+            "POST",
+            "/api/v1/feedback",
+            headers,
+            {"completion_id": some_id, "metric": "q", "value": 1},
+        ),
+        ("POST", "/api/v1/interactions", headers, {"messages": [], "completion": "x"}),  # ingest
+        ("GET", "/api/v1/admin/projects", admin, None),
+    ]
+    for method, path, call_headers, body in calls:
+        response = httpx.request(method, url + path, headers=call_headers, json=body, timeout=60)
+        assert response.status_code == 503, (path, response.status_code, response.text)
+        assert response.headers["retry-after"] == "5"
+        assert response.json()["error"]["code"] == "store_unavailable"
+
+
 def test_gateway_answers_through_a_database_outage_and_catches_up(tmp_path: Path) -> None:
     import migrations
 
@@ -171,7 +192,11 @@ def test_gateway_answers_through_a_database_outage_and_catches_up(tmp_path: Path
             key, _, _ = seed_project(database_url, upstream_urls=[upstream])
             traffic = Traffic()
             stop = threading.Event()
-            with _gateway(database_url, tmp_path, tmp_path / "journal", "outage") as (url, _):
+            admin = {"INTERLOG_ADMIN_KEY": "il_admin_outage"}
+            with _gateway(database_url, tmp_path, tmp_path / "journal", "outage", **admin) as (
+                url,
+                _,
+            ):
                 threads = drive(url, key, traffic, stop, clients=3)
                 _wait_for_answers(traffic, 3)
                 _pg_stop(pg_ctl, data)
@@ -181,6 +206,7 @@ def test_gateway_answers_through_a_database_outage_and_catches_up(tmp_path: Path
                 _wait_for_answers(traffic, during_start + 5)  # ...while answers keep coming
                 answered_during = len(traffic.received) - during_start
                 headers = {"Authorization": f"Bearer {key}"}
+                _assert_store_away_is_503(url, headers, {"Authorization": "Bearer il_admin_outage"})
                 _pg_start(pg_ctl, port, data)
                 _wait_for_answers(traffic, len(traffic.received) + 2)
                 stop.set()

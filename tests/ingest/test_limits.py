@@ -151,6 +151,33 @@ def test_labels_beyond_the_limits_are_400_and_openai_limits_pass(server: str) ->
         assert long_key.json()["error"]["code"] == "label_too_long"
 
 
+def test_label_gaps_are_closed(server: str) -> None:
+    """labels + metadata count together (they are stored as one map), an empty key is refused,
+    and a value is at most 2,000 bytes of UTF-8 (PostgreSQL's label index refuses larger ones
+    for good) even when it is within the character limit."""
+    half = {f"l{i}": "v" for i in range(40)}
+    other_half = {f"m{i}": "v" for i in range(40)}
+    wide = "\u4e2d" * 700  # 700 characters, 2,100 bytes of UTF-8
+    cases = [
+        ("/api/v1/chat/completions", {"labels": half, "metadata": other_half}, "too_many_labels"),
+        ("/api/v1/chat/completions", {"labels": {"": "v"}}, "empty_label_key"),
+        ("/api/v1/interactions", {"labels": {"  ": "v"}}, "empty_label_key"),
+        ("/api/v1/chat/completions", {"metadata": {"k": wide}}, "label_too_long"),
+        ("/api/v1/interactions", {"labels": {"k": wide}}, "label_too_long"),
+    ]
+    with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
+        for path, body, code in cases:
+            response = http.post(path, json={"model": "nope", "messages": [], **body})
+            assert response.status_code == 400, (path, body.keys(), response.text)
+            assert response.json()["error"]["code"] == code
+        same_key = {"labels": {f"k{i}": "v" for i in range(40)}}
+        same_key["metadata"] = dict(same_key["labels"])  # 40 distinct labels once merged
+        response = http.post(
+            "/api/v1/chat/completions", json={"model": "nope", "messages": [], **same_key}
+        )
+        assert response.status_code != 400 or "label" not in response.text
+
+
 def test_graphql_refusals_come_in_the_graphql_shape(server: str) -> None:
     with _admin(server) as http:
         response = http.post("/api/graphql", json={"query": "{ metrics { key } }", "x": "\u0000"})

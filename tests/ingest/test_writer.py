@@ -15,8 +15,9 @@ from sqlalchemy import Engine, func, select
 
 from ingest.journal import Journal
 from ingest.telemetry import Telemetry, render_prometheus
-from ingest.writer import JournalWriter, is_transient
+from ingest.writer import JournalWriter
 from store.catalog import create_project
+from store.db_errors import is_transient
 from store.ids import uuid7
 from store.interactions import INTERACTION_TABLE, LABEL_TABLE
 
@@ -105,9 +106,51 @@ def test_a_record_the_store_refuses_is_set_aside_and_the_rest_stored(
 
 def test_only_an_unreachable_or_busy_store_counts_as_transient() -> None:
     assert is_transient(psycopg.OperationalError("server closed the connection"))
+    assert is_transient(psycopg.errors.SerializationFailure("could not serialize"))
+    assert is_transient(psycopg.errors.AdminShutdown("terminating connection"))
+    assert is_transient(psycopg.errors.UndefinedTable("not migrated yet"))  # the store's state
     assert is_transient(sqlite3.OperationalError("database is locked"))
     assert not is_transient(psycopg.errors.ForeignKeyViolation("no such project"))
+    # psycopg files this one under OperationalError, yet no retry can ever store the row.
+    assert not is_transient(psycopg.errors.ProgramLimitExceeded("index row size exceeds"))
+    assert not is_transient(psycopg.errors.NumericValueOutOfRange("integer out of range"))
     assert not is_transient(sqlite3.IntegrityError("FOREIGN KEY constraint failed"))
+    assert not is_transient(sqlite3.DataError("string or blob too big"))
+
+
+def test_records_over_an_index_limit_are_set_aside_and_the_rest_stored(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A label value larger than PostgreSQL's btree index can hold (ProgramLimitExceeded) was
+    retried forever and stopped the writer for good; now each such record is found by
+    splitting the batch and set aside. SQLite has no such limit and stores everything."""
+    project = create_project(engine, key="p")
+    assert project.id is not None
+    records = [_record(project.id, n) for n in range(40)]
+    huge = "".join(uuid.uuid4().hex for _ in range(100))  # 3,200 bytes that do not compress
+    for n in (7, 31):
+        records[n]["labels"] = {"n": str(n), "prompt": huge}
+    journal = Journal(tmp_path / "journal", fsync="never")
+    journal.open()
+
+    async def run() -> Any:
+        writer = JournalWriter(journal, engine, batch_size=16, interval=0.01)
+        await writer.start()
+        await journal.append(records)
+        await writer.ensure_written([uuid.UUID(r["completion_id"]) for r in records], timeout=30)
+        await writer.stop()
+        return writer.stats
+
+    stats = asyncio.run(run())
+    if engine.dialect.name == "postgresql":
+        assert (stats.written, stats.failed) == (38, 2)
+        assert stats.last_error and "ProgramLimitExceeded" in stats.last_error
+        kept = [orjson.loads(line) for line in journal.rejected_path.read_bytes().splitlines()]
+        assert sorted(k["record"]["labels"]["n"] for k in kept) == ["31", "7"]
+        assert _count(engine, INTERACTION_TABLE) == 38
+    else:
+        assert (stats.written, stats.failed) == (40, 0)
+        assert _count(engine, INTERACTION_TABLE) == 40
 
 
 def test_ensure_written_returns_at_once_for_ids_not_pending_here(
