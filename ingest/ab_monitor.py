@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
 from store.ab_sequential import conclude_ab_tests
+from store.db_errors import driver_message
 
 log = logging.getLogger("interlog.abtests")
 
@@ -38,12 +39,24 @@ async def check_ab_tests(app: FastAPI) -> list[str]:
 
 
 async def _monitor(app: FastAPI, interval: float) -> None:
+    """Check every INTERVAL; a failing store is logged once when the checks start failing and
+    once when they work again (not a traceback every interval through an outage)."""
+    failing = False
     while True:
         await asyncio.sleep(interval)
         try:
             await check_ab_tests(app)
-        except SQLAlchemyError:
-            log.warning("A/B check failed; retrying in %.0f s", interval, exc_info=True)
+        except SQLAlchemyError as exc:
+            if not failing:
+                log.warning(
+                    "A/B checks failing (%s); retrying every %g s",
+                    driver_message(exc), interval,
+                )  # fmt: skip
+            failing = True
+            continue
+        if failing:
+            log.warning("A/B checks work again")
+            failing = False
 
 
 @contextlib.asynccontextmanager

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,6 +31,8 @@ from ingest.chat_endpoint import ChatEndpoint, is_chat_request
 from ingest.errors import install_error_handlers
 from ingest.graphql import create_graphql_router
 from ingest.journal import Journal
+from ingest.key_usage import KeyUsage
+from ingest.last_known import SAVE_SECONDS, last_known_for
 from ingest.limits import LimitsMiddleware
 from ingest.process_memory import limit_malloc_arenas
 from ingest.routing import RoutingTable
@@ -62,6 +65,34 @@ class InterlogApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+#: Seconds between two rounds of housekeeping (key last-use times, the last-known file).
+HOUSEKEEPING_SECONDS = 5.0
+
+
+async def _housekeeping(app: FastAPI) -> None:
+    """Every few seconds, off the request path: write key last-use times, and the last-known
+    keys and routes (at most every SAVE_SECONDS)."""
+    saved = time.monotonic()
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)
+        try:
+            await asyncio.to_thread(app.state.key_usage.flush)
+            if time.monotonic() - saved >= SAVE_SECONDS:
+                saved = time.monotonic()
+                await asyncio.to_thread(app.state.last_known.save)
+        except Exception:
+            log.exception("housekeeping failed; retrying")
+
+
+def _save_housekeeping(app: FastAPI) -> None:
+    """The last round, at shutdown."""
+    try:
+        app.state.key_usage.flush()
+    except Exception:
+        log.exception("could not record key last-use times at shutdown")
+    app.state.last_known.save()
+
+
 def _start_quietly(analytics: LocalAnalytics | ReaderProcess) -> None:
     """Start the reader child; a failure is logged, and the first call tries again."""
     try:
@@ -80,7 +111,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = engine_from_settings(settings)
         app.state.engine = engine
         # Chat gateway: routing cache and the one upstream HTTP session of this process.
-        app.state.routing = RoutingTable(engine, ttl=settings.routing_cache_seconds)
+        # Keys and routes last read from the store, for chat while it is away (also across a
+        # restart: ingest/last_known.py); key last-use times written in the background.
+        app.state.last_known = last_known_for(settings.journal_dir)
+        app.state.key_usage = KeyUsage(engine)
+        app.state.routing = RoutingTable(
+            engine, ttl=settings.routing_cache_seconds, last_known=app.state.last_known
+        )
         app.state.upstream = UpstreamPool(settings)
         await app.state.upstream.start()
         # End of chat gateway setup.
@@ -121,10 +158,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
+        housekeeping = asyncio.create_task(_housekeeping(app), name="interlog-housekeeping")
         try:
             async with ab_monitor(app, interval=settings.ab_check_seconds):  # A/B auto-ending
                 yield
         finally:
+            housekeeping.cancel()
+            await asyncio.gather(housekeeping, return_exceptions=True)
+            await asyncio.to_thread(_save_housekeeping, app)
             await writer.stop()  # final drain of the journal
             if app.state.sqlite_writer is not None:
                 await asyncio.to_thread(app.state.sqlite_writer.close)

@@ -17,6 +17,8 @@ from fastapi import Depends, Request
 from sqlalchemy.exc import DBAPIError
 
 from ingest.errors import Forbidden, NotFound, Unauthorized
+from ingest.key_usage import KeyUsage
+from ingest.last_known import LastKnown
 from store.keys import Principal, authenticate_key, touch_key
 
 AUTH_CACHE_SECONDS = 5.0
@@ -46,19 +48,32 @@ async def authenticate_header(app_state: Any, header: str | None) -> Principal:
     cached = cache.get(digest)
     if cached is not None and cached[0] > now:
         return cached[1]
+    last_known: LastKnown | None = getattr(app_state, "last_known", None)
     try:
         principal = await asyncio.to_thread(
             authenticate_key, app_state.engine, secret, admin_key=app_state.settings.admin_key
         )
     except DBAPIError:
-        if cached is not None:
-            return cached[1]  # the store is unreachable: the last verified answer stands
+        # The store is unreachable: a key verified within the last hour stands (ingest/
+        # last_known.py); otherwise the error reaches the client as 503 store_unavailable.
+        if last_known is not None:
+            known = last_known.key(digest)
+            if known is not None:
+                return known
+        elif cached is not None:
+            return cached[1]
         raise
     if principal is None:
         raise Unauthorized("invalid API key")
-    if principal.key_id is not None:  # last use, recorded at most once per cache period
-        with contextlib.suppress(DBAPIError):
-            await asyncio.to_thread(touch_key, app_state.engine, key_id=principal.key_id)
+    if last_known is not None:
+        last_known.remember_key(digest, principal)
+    if principal.key_id is not None:  # last use, noted at most once per cache period
+        usage: KeyUsage | None = getattr(app_state, "key_usage", None)
+        if usage is not None:
+            usage.used(principal.key_id)  # written in the background (ingest/key_usage.py)
+        else:
+            with contextlib.suppress(DBAPIError):
+                await asyncio.to_thread(touch_key, app_state.engine, key_id=principal.key_id)
     if len(cache) >= _CACHE_LIMIT:
         cache.clear()
     cache[digest] = (now + AUTH_CACHE_SECONDS, principal)

@@ -18,6 +18,7 @@ curl) get the usual JSON error body with the status, which `openai` shows as
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -25,9 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from ingest.auth import authenticate_header, check_project_key
 from ingest.chat_schema import ChatRequest, upstream_params
@@ -39,6 +42,7 @@ from ingest.errors import (
     Unprocessable,
     UpstreamError,
     UpstreamTimeout,
+    database_api_error,
 )
 from ingest.routing import Route
 from ingest.upstream import UpstreamCall, UpstreamPool, failure_of
@@ -241,6 +245,12 @@ async def run_chat(
         return ChatResult(200, orjson.dumps(answer))
     except ApiError as error:
         return error_answer(error, stream=stream, wants_sse=wants_sse)
+    except (DBAPIError, psycopg.Error, sqlite3.Error) as exc:
+        # A key or route the store had to be asked for, and it is away: 503 with Retry-After.
+        unavailable, headers = database_api_error(exc)
+        refused = error_answer(unavailable, stream=stream, wants_sse=wants_sse)
+        refused.headers.update(headers or {})
+        return refused
 
 
 async def _read_completion(call: UpstreamCall, route: Route) -> dict[str, Any]:

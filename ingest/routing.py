@@ -13,6 +13,7 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -22,6 +23,9 @@ from store import catalog
 from store.abtests import active_ab_test
 from store.errors import NotFoundError
 from store.models import Model
+
+if TYPE_CHECKING:
+    from ingest.last_known import LastKnown
 
 
 @dataclass(frozen=True)
@@ -169,9 +173,10 @@ def route_request(routes: ProjectRoutes | None, model_field: str, session_id: uu
 class RoutingTable:
     """Per-project routes cached in memory for `ttl` seconds (a config change shows up then)."""
 
-    def __init__(self, engine: Engine, *, ttl: float) -> None:
+    def __init__(self, engine: Engine, *, ttl: float, last_known: LastKnown | None = None) -> None:
         self.engine = engine
         self.ttl = ttl
+        self.last_known = last_known  # routes to use while the store is away
         self._cache: dict[str, tuple[float, ProjectRoutes | None]] = {}
         self._loading: dict[str, asyncio.Future[ProjectRoutes | None]] = {}
 
@@ -188,10 +193,10 @@ class RoutingTable:
         try:
             routes = await asyncio.to_thread(load_project_routes, self.engine, project_key)
         except BaseException as exc:
-            if cached is not None and isinstance(exc, DBAPIError):
-                # The store is unreachable: keep routing with the last known routes.
-                future.set_result(cached[1])
-                return cached[1]
+            known = self._while_away(project_key, cached) if isinstance(exc, DBAPIError) else None
+            if known is not None:  # the store is unreachable: keep routing with the last known
+                future.set_result(known[0])
+                return known[0]
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters (if any) get it re-raised
             raise
@@ -200,8 +205,21 @@ class RoutingTable:
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[project_key] = (time.monotonic() + self.ttl, routes)
+        if self.last_known is not None:
+            self.last_known.remember_routes(project_key, routes)
         future.set_result(routes)
         return routes
+
+    def _while_away(
+        self, project_key: str, cached: tuple[float, ProjectRoutes | None] | None
+    ) -> tuple[ProjectRoutes | None] | None:
+        """The routes to use while the store is unreachable (in a 1-tuple), or None: those
+        loaded within the last hour (ingest/last_known.py), or without that record the last
+        ones this process loaded."""
+        if self.last_known is not None:
+            routes = self.last_known.routes(project_key)
+            return (routes,) if routes is not None else None
+        return (cached[1],) if cached is not None else None
 
     def invalidate(self, project_key: str | None = None) -> None:
         """Forget cached routes (one project's, or all) so the next request reads the store."""

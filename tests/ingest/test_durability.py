@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -257,3 +258,60 @@ def test_several_worker_processes_each_keep_their_own_journal(
             assert len(owners) == 2 and owners[0] != owners[1]
             assert len(traffic.received) >= 10 and traffic.failures == 0, traffic.errors
             _assert_exactly_once(postgres_url, traffic)
+
+
+def test_a_gateway_started_during_an_outage_serves_the_keys_it_knew(tmp_path: Path) -> None:
+    """A gateway writes the keys and routes it verified to `last-known.json` beside the journal;
+    one started while PostgreSQL is down loads it and answers chat for those keys (stored once
+    the database is back), while a key it never saw is 503 store_unavailable with Retry-After,
+    and the A/B monitor logs the outage once, not a traceback per check."""
+    import migrations
+    from store.db import create_store_engine
+    from store.keys import create_api_key
+
+    with _throwaway_postgres(tmp_path) as (pg_ctl, port, data):
+        _pg_start(pg_ctl, port, data)
+        database_url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        migrations.upgrade(database_url)
+        journal = tmp_path / "journal"
+        body = {"model": "proj", "messages": [{"role": "user", "content": "hello"}]}
+        with demo_model(tmp_path) as upstream:
+            key, _, _ = seed_project(database_url, upstream_urls=[upstream])
+            engine = create_store_engine(database_url)
+            unseen = create_api_key(engine, project_key="proj").secret
+            engine.dispose()
+            with _gateway(database_url, tmp_path, journal, "before") as (url, _):
+                answer = httpx.post(
+                    url + "/api/v1/chat/completions",
+                    json=body,
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=30,
+                )
+                assert answer.status_code == 200, answer.text
+            assert (journal / "last-known.json").stat().st_mode & 0o777 == 0o600
+            _pg_stop(pg_ctl, data)
+            fast_checks = {"INTERLOG_AB_CHECK_SECONDS": "0.2"}
+            with _gateway(database_url, tmp_path, journal, "during", **fast_checks) as (url, _):
+                served = httpx.post(
+                    url + "/api/v1/chat/completions",
+                    json=body,
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=30,
+                )
+                assert served.status_code == 200, served.text
+                refused = httpx.post(
+                    url + "/api/v1/chat/completions",
+                    json=body,
+                    headers={"Authorization": f"Bearer {unseen}"},
+                    timeout=30,
+                )
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["retry-after"] == "5"
+                assert refused.json()["error"]["code"] == "store_unavailable"
+                time.sleep(2.0)  # about ten A/B checks against the stopped database
+                _pg_start(pg_ctl, port, data)
+                wanted = uuid.UUID(served.json()["choices"][0]["completion_id"])
+                assert wanted in wait_until_stored(database_url, {wanted}, timeout=60)
+            log = (tmp_path / "gateway-during.log").read_text()
+            assert log.count("A/B checks failing") == 1, log[-3000:]
+            assert "Traceback" not in log, log[-3000:]
