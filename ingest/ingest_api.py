@@ -76,7 +76,9 @@ def _parse(body: bytes, limit: int) -> Any:
 def _log_one(engine: Engine, principal: Principal, body: Any) -> LoggedInteractionOut:
     names = read_catalog_names(engine)
     record, feedbacks = prepare_item(body, principal=principal, names=names)
-    [result] = write_logged_interactions(engine, records=[record], feedbacks=[feedbacks])
+    [result] = write_logged_interactions(
+        engine, records=[record], feedbacks=[feedbacks], chosen=[_gives_id(body)]
+    )
     if result.error is not None:
         raise store_api_error(result.error)
     return LoggedInteractionOut(
@@ -167,6 +169,7 @@ def _log_many(
             feedbacks=checked.feedbacks,
             rows=rows,
             write_rows=write_rows,
+            chosen=checked.chosen,
         )
         if checked.records
         else []
@@ -184,6 +187,7 @@ class _CheckedItems(NamedTuple):
     records: list[InteractionRecord]
     feedbacks: list[Sequence[dict[str, Any]]]
     errors: dict[int, dict[str, Any]]
+    chosen: list[bool]  # the client gave the item's completion_id
 
 
 def _checked_items(
@@ -205,6 +209,7 @@ def _checked_items(
     positions: list[int] = []
     records: list[InteractionRecord] = []
     feedbacks: list[Sequence[dict[str, Any]]] = []
+    chosen: list[bool] = []
     for index, raw in enumerate(items):
         items[index] = None  # the parsed item itself is not needed past here: fewer live objects
         try:
@@ -217,7 +222,13 @@ def _checked_items(
         positions.append(index)
         records.append(record)
         feedbacks.append(item_feedbacks)
-    return _CheckedItems(len(items), positions, records, feedbacks, errors)
+        chosen.append(_gives_id(raw))
+    return _CheckedItems(len(items), positions, records, feedbacks, errors, chosen)
+
+
+def _gives_id(item: Any) -> bool:
+    """Whether the client chose the item's completion_id (ids made here are unique)."""
+    return isinstance(item, Mapping) and item.get("completion_id") is not None
 
 
 def _answer(checked: _CheckedItems, stored: list[LoggedResult]) -> bytes:

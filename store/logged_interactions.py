@@ -21,6 +21,7 @@ from store.errors import AlreadyExistsError, NotFoundError, StoreError
 # Package-private helpers of the feedback store, shared so both word errors the same way.
 from store.feedback import METRIC_VALUE_TABLE, _completion_projects, _conflicts, _prepare
 from store.interactions import (
+    INTERACTION_TABLE,
     InteractionRecord,
     PreparedRows,
     RowBatch,
@@ -73,7 +74,7 @@ def _prepare_values(
     metrics: dict[int, dict[str, Metric]] = {}
     prepared: dict[int, list[dict[str, Any]]] = {}
     for index, values in enumerate(feedbacks):
-        if not values:
+        if not values or results[index] is not None:
             continue
         record = records[index]
         project_id = record["project_id"]
@@ -127,6 +128,48 @@ def _store_values(
     insert_ignoring_conflicts(connection, METRIC_VALUE_TABLE, kept)
 
 
+def _unusable_ids(
+    connection: Connection,
+    records: Sequence[InteractionRecord],
+    chosen: Sequence[bool] | None,
+    results: list[LoggedResult | None],
+) -> None:
+    """Set the error of each item that cannot be stored under its completion id: a later item
+    with the id of an earlier, different item of this request, and an id that another
+    project's interaction has (both used to be ignored silently, answered "stored"). An id this
+    project has already is a retry of the same item and stays idempotent. CHOSEN: which ids the
+    client gave (ids made here cannot collide); None: all of them."""
+    candidates = [i for i in range(len(records)) if chosen is None or chosen[i]]
+    if not candidates:
+        return
+    first: dict[uuid.UUID, int] = {}
+    for index in candidates:
+        completion_id = uuid.UUID(str(records[index]["completion_id"]))
+        if completion_id not in first:
+            first[completion_id] = index
+        elif _content(records[index]) != _content(records[first[completion_id]]):
+            message = f"{completion_id} (given twice in this request; the first is stored)"
+            results[index] = LoggedResult(error=AlreadyExistsError("completion", message))
+    table = INTERACTION_TABLE
+    ids = list(first)
+    for start in range(0, len(ids), 1000):
+        found = connection.execute(
+            select(table.c.completion_id, table.c.project_id).where(
+                table.c.completion_id.in_(ids[start : start + 1000])
+            )
+        ).all()
+        for completion_id, project_id in found:
+            index = first[uuid.UUID(str(completion_id))]
+            if records[index]["project_id"] != project_id:
+                results[index] = LoggedResult(error=AlreadyExistsError("completion", completion_id))
+
+
+def _content(record: InteractionRecord) -> dict[str, Any]:
+    """What makes two items with one completion id the same item (a retry): everything but the
+    session id, which is made up per item when the client sends none."""
+    return {key: value for key, value in record.items() if key != "session_id"}
+
+
 def write_logged_interactions(
     engine: Engine,
     *,
@@ -134,15 +177,19 @@ def write_logged_interactions(
     feedbacks: Sequence[Sequence[Mapping[str, Any]]],
     rows: PreparedRows | None = None,
     write_rows: Callable[[RowBatch], object] | None = None,
+    chosen: Sequence[bool] | None = None,
 ) -> list[LoggedResult]:
     """Store interactions and their metric values in one transaction, reporting per item.
 
     An item whose values name an unknown metric or have the wrong kind is not stored at all;
     one whose values cannot be attached (its completion id belongs to another project, or a
     value id is taken by a different value) keeps its interaction and reports the error.
-    Idempotent on completion_id (an existing interaction is left as it is); metric values with
-    a client id are idempotent too (see store.feedback). Values are checked and written for
-    the whole batch at once (a few queries, one insert), not item by item.
+    Idempotent on completion_id within a project (an existing interaction is left as it is); an
+    id another project has, or an id given twice in one request (the later items), is refused
+    (AlreadyExistsError, 409): nothing is dropped silently. CHOSEN: which completion ids the
+    client gave (None: all). Metric values with a client id are idempotent too (store.feedback).
+    Values are checked and written for the whole batch at once (a few queries, one insert), not
+    item by item.
 
     ROWS: the records' rows, if the caller made them already (`prepare_rows(records,
     writer_kind(engine))`). WRITE_ROWS, if given, writes a batch without feedback in its own
@@ -155,9 +202,12 @@ def write_logged_interactions(
     if rows is None:
         rows = prepare_rows(records, writer_kind(engine))  # before this store's one write turn
     if write_rows is not None and not any(feedbacks):
-        write_rows(row_batch(rows))
-        return [STORED] * len(records)
+        with engine.connect() as connection:
+            _unusable_ids(connection, records, chosen, results)
+        write_rows(row_batch(rows, [result is None for result in results]))
+        return [result or STORED for result in results]
     with write_transaction(engine) as connection:
+        _unusable_ids(connection, records, chosen, results)
         prepared = _prepare_values(connection, records, feedbacks, results)
         insert_prepared(connection, rows, keep=[result is None for result in results])
         if prepared:

@@ -330,13 +330,14 @@ def test_bulk_feedbacks_are_checked_per_item_and_stored_all_or_nothing(
         _item(completion="b", feedbacks=[{**fb, "value": 2}]),  # same id, other value
         _item(completion="c", feedbacks=[{**fb, "id": "client-2"}, {**fb, "value": 3}]),
         _item(completion="d", completion_id=other_project, feedbacks=[{**fb, "id": "x"}]),
-        _item(completion="e", completion_id=first, feedbacks=[fb]),  # item a again: idempotent
+        _item(completion="a", completion_id=first, feedbacks=[fb]),  # item a again: idempotent
     ]
     results = _post(server, "/api/v1/interactions/bulk", {"interactions": items}).json()["results"]
     assert [r["error"] is None for r in results] == [True, False, False, False, True]
     assert "different value" in results[1]["error"]["message"]
     assert "different value" in results[2]["error"]["message"]
-    assert results[3]["error"]["code"] == "not_found"
+    # Another project's id: refused as taken (it was a 404, telling whose it is), not dropped.
+    assert results[3]["error"]["code"] == "already_exists"
     assert results[4]["feedback_ids"] == results[0]["feedback_ids"]
     with engine.connect() as connection:
         values = connection.execute(select(MetricValue.value)).scalars().all()  # type: ignore[call-overload]
@@ -344,3 +345,60 @@ def test_bulk_feedbacks_are_checked_per_item_and_stored_all_or_nothing(
     assert values == [1.0]  # item c stored none of its two values
     # Values that could not be attached leave their interactions stored (as before).
     assert sorted(completions) == ["a", "a", "b", "c"]  # one "a" is the other project's
+
+
+def test_a_completion_id_of_another_project_is_409_never_silently_dropped(
+    server: Server, engine: Engine
+) -> None:
+    """It used to answer 200 "stored" and store nothing (with feedbacks: 404, where an unused id
+    answers 200). Now the id is refused, whether or not feedbacks come with it; a retry within
+    the owning project stays idempotent."""
+    taken = str(uuid.uuid4())
+    owner = _post(server, "/api/v1/interactions", _item(completion_id=taken))
+    assert owner.status_code == 200
+    other_item = {**_item(completion_id=taken, completion="other's"), "project": "other"}
+    for item in (other_item, {**other_item, "feedbacks": [{"metric": "quality", "value": 1}]}):
+        response = _post(server, "/api/v1/interactions", item, key=server.other_key)
+        assert response.status_code == 409, response.text
+        assert taken in response.json()["error"]["message"]
+    again = _post(server, "/api/v1/interactions", _item(completion_id=taken))
+    assert again.status_code == 200  # the same project retrying: idempotent
+    fresh = {**other_item, "completion_id": str(uuid.uuid4())}
+    assert _post(server, "/api/v1/interactions", fresh, key=server.other_key).status_code == 200
+    with engine.connect() as connection:
+        stored = connection.execute(select(INTERACTION_TABLE.c.completion)).scalars().all()
+    assert sorted(stored) == ["a", "other's"]
+
+
+@pytest.mark.parametrize("feedbacks", [False, True], ids=["rows-only", "with-feedbacks"])
+def test_bulk_items_sharing_a_completion_id_are_reported(
+    server: Server, engine: Engine, feedbacks: bool
+) -> None:
+    """Two items with one id reported `accepted: 2` and stored one; an id of another project
+    was ignored. Each now gets its own 409 and the rest is stored (on SQLite without feedbacks
+    the rows go through the writer process: the same checks)."""
+    taken = str(uuid.uuid4())
+    assert _post(server, "/api/v1/interactions", _item(completion_id=taken)).status_code == 200
+    shared = str(uuid.uuid4())
+    extra = {"feedbacks": [{"metric": "quality", "value": 1}]} if feedbacks else {}
+    items = [
+        _item(completion_id=shared, completion="first", **extra),
+        _item(completion_id=shared, completion="second", **extra),
+        _item(completion_id=taken, completion="taken", **extra),
+        _item(completion="fresh", **extra),
+    ]
+    items = [{**item, "project": "other"} for item in items]
+    if feedbacks:
+        create_metric(engine, project_key="other", key="quality")
+    response = _post(
+        server, "/api/v1/interactions/bulk", {"interactions": items}, key=server.other_key
+    )
+    answer = response.json()
+    assert (answer["accepted"], answer["rejected"]) == (2, 2), answer
+    errors = [r["error"] for r in answer["results"]]
+    assert errors[0] is None and errors[3] is None
+    assert errors[1]["code"] == errors[2]["code"] == "already_exists", errors
+    assert "twice in this request" in errors[1]["message"]
+    with engine.connect() as connection:
+        stored = connection.execute(select(INTERACTION_TABLE.c.completion)).scalars().all()
+    assert sorted(stored) == ["a", "first", "fresh"]
