@@ -28,6 +28,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Engine, case, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
@@ -48,6 +50,8 @@ from store.models import (
 ALPHA = 0.05
 MIN_SCORES = 30
 TAU_IN_SDS = 0.5
+
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -97,25 +101,93 @@ class SequentialVerdict:
         return min((c.p_value for c in self.comparisons), default=None)
 
 
+def msprt_p_values(
+    difference: npt.ArrayLike, variance: npt.ArrayLike, tau2: npt.ArrayLike
+) -> FloatArray:
+    """Always-valid p-values (1 / mixture likelihood ratio, capped at 1), element by element.
+
+    The statistical core every verdict goes through (`msprt_p_value` is this on one element), in
+    numpy so that tests can simulate thousands of A/B tests through the very same code
+    (tests/store/test_ab_sequential_simulation.py). An element is 1 (no evidence) when an input
+    is not finite, the variance of the difference is 0 and so is the difference (0 when it is
+    not), or the mixing variance tau2 is not positive."""
+    d, v, t = np.broadcast_arrays(
+        np.asarray(difference, dtype=np.float64),
+        np.asarray(variance, dtype=np.float64),
+        np.asarray(tau2, dtype=np.float64),
+    )
+    with np.errstate(all="ignore"):
+        total = v + t
+        # The same statistic as in the module docstring, in an order that neither overflows nor
+        # divides by an underflowed product.
+        evidence = (d * d / v) * (t / total) / 2
+        log_ratio = 0.5 * (np.log(v) - np.log(total)) + evidence
+        p = np.where(log_ratio < 700, np.exp(-log_ratio), 0.0)
+    # The exceptions, the most general last (it wins): no evidence from a ratio that is not a
+    # number or not above 1, from a mixture that overflowed or has no spread, or from inputs
+    # that are not finite; a difference without variance is certain (unless it is 0).
+    p = np.where(np.isnan(log_ratio) | ~(log_ratio > 0), 1.0, p)
+    p = np.where(~np.isfinite(total) | ~(t > 0), 1.0, p)
+    p = np.where(v <= 0, np.where(d == 0, 1.0, 0.0), p)
+    p = np.where(np.isfinite(d) & np.isfinite(v) & np.isfinite(t), p, 1.0)
+    return np.asarray(p, dtype=np.float64)
+
+
 def msprt_p_value(*, difference: float, variance: float, tau2: float) -> float:
     """Always-valid p-value (1 / mixture likelihood ratio, capped at 1) of a difference; 1 (no
     evidence) when an input is not finite."""
-    if not (math.isfinite(difference) and math.isfinite(variance) and math.isfinite(tau2)):
-        return 1.0
-    if variance <= 0:
-        return 1.0 if difference == 0 else 0.0
-    if tau2 <= 0:
-        return 1.0
-    total = variance + tau2
-    if not math.isfinite(total):
-        return 1.0
-    # The same statistic as in the module docstring, in an order that neither overflows nor
-    # divides by an underflowed product.
-    evidence = (difference * difference / variance) * (tau2 / total) / 2
-    log_ratio = 0.5 * (math.log(variance) - math.log(total)) + evidence
-    if math.isnan(log_ratio) or log_ratio <= 0:
-        return 1.0
-    return math.exp(-log_ratio) if log_ratio < 700 else 0.0
+    return float(msprt_p_values(difference, variance, tau2))
+
+
+def comparison_alpha(variants: int) -> float:
+    """The level of each challenger's comparison with the control (Bonferroni over challengers)."""
+    return ALPHA / max(1, variants - 1)
+
+
+def metric_comparison(
+    control_n: npt.ArrayLike,
+    control_mean: npt.ArrayLike,
+    control_variance: npt.ArrayLike,
+    challenger_n: npt.ArrayLike,
+    challenger_mean: npt.ArrayLike,
+    challenger_variance: npt.ArrayLike,
+) -> tuple[FloatArray, FloatArray]:
+    """A challenger's difference in mean score from the control and its always-valid p-value,
+    element by element, from both variants' counts (at least 2 each), means and (n - 1)
+    variances: the difference of means, its variance var_a / n_a + var_b / n_b, and a mixing
+    variance of TAU_IN_SDS^2 times the pooled variance of one score."""
+    a_n, a_mean, a_var, b_n, b_mean, b_var = (
+        np.asarray(x, dtype=np.float64)
+        for x in (
+            control_n,
+            control_mean,
+            control_variance,
+            challenger_n,
+            challenger_mean,
+            challenger_variance,
+        )
+    )
+    with np.errstate(all="ignore"):
+        pooled = ((a_n - 1) * a_var + (b_n - 1) * b_var) / (a_n + b_n - 2)
+        difference = b_mean - a_mean
+        variance = a_var / a_n + b_var / b_n
+        tau2 = (TAU_IN_SDS**2) * pooled
+    return difference, msprt_p_values(difference, variance, tau2)
+
+
+def preference_comparison(
+    wins: npt.ArrayLike, decided: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """A challenger's win rate over the control minus 1/2 and its always-valid p-value, element
+    by element, from its wins and its decided comparisons with the control (at least 1): under
+    no difference the win rate has variance 1/4 / decided, the mixing variance is TAU_IN_SDS^2
+    times 1/4."""
+    w = np.asarray(wins, dtype=np.float64)
+    n = np.asarray(decided, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        difference = w / n - 0.5
+        variance = 0.25 / n
+    return difference, msprt_p_values(difference, variance, TAU_IN_SDS**2 * 0.25)
 
 
 def metric_scores(engine: Engine, *, test_id: int, metric_id: int) -> dict[str, VariantScores]:
@@ -215,20 +287,15 @@ def _metric_verdict(
         key=test.key, enough_scores=enough, scores=counts, out_of_range=out_of_range
     )
     control = names[0]
-    alpha = ALPHA / max(1, len(names) - 1)
+    alpha = comparison_alpha(len(names))
     for name in names[1:]:
         if name not in scores or control not in scores:
             continue
         a, b = scores[control], scores[name]
         if a.n < 2 or b.n < 2 or not (a.usable and b.usable):
             continue
-        pooled = ((a.n - 1) * a.variance + (b.n - 1) * b.variance) / (a.n + b.n - 2)
-        difference = b.mean - a.mean
-        p_value = msprt_p_value(
-            difference=difference,
-            variance=a.variance / a.n + b.variance / b.n,
-            tau2=(TAU_IN_SDS**2) * pooled,
-        )
+        differences, p_values = metric_comparison(a.n, a.mean, a.variance, b.n, b.mean, b.variance)
+        difference, p_value = float(differences), float(p_values)
         significant = enough and p_value < alpha
         better = (
             ((difference < 0) if lower_is_better else (difference > 0)) if significant else None
@@ -250,14 +317,13 @@ def _preference_verdict(
     enough = all(n >= MIN_SCORES for n in decided.values())
     scores = {control: sum(decided.values()), **decided}
     verdict = SequentialVerdict(key=test.key, enough_scores=enough, scores=scores)
-    alpha = ALPHA / max(1, len(names) - 1)
+    alpha = comparison_alpha(len(names))
     for name in names[1:]:
         n = decided[name]
         if n == 0:
             continue
-        rate = counts.get((name, control), 0) / n
-        difference = rate - 0.5
-        p_value = msprt_p_value(difference=difference, variance=0.25 / n, tau2=TAU_IN_SDS**2 * 0.25)
+        differences, p_values = preference_comparison(counts.get((name, control), 0), n)
+        difference, p_value = float(differences), float(p_values)
         significant = enough and p_value < alpha
         better = (difference > 0) if significant else None
         verdict.comparisons.append(
