@@ -2,9 +2,9 @@
 
 Adaptive sends `{"type":"image_url","image_url":"<url>"}`, OpenAI sends
 `{"type":"image_url","image_url":{"url":"<url>"}}`. Data URIs of JPEG, PNG, WebP or GIF up to
-MAX_IMAGE_BYTES are decoded and their magic bytes checked; each becomes an attachment (by
-SHA-256) and the logged message refers to it as `attachment://sha256/<hex>`. http(s) URLs are
-passed through unchanged. Anything else is a 400 that names the problem.
+MAX_IMAGE_BYTES are decoded, their magic bytes and structure checked; each becomes an
+attachment (by SHA-256) and the logged message refers to it as `attachment://sha256/<hex>`.
+http(s) URLs are passed through unchanged. Anything else is a 400 that names the problem.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +47,37 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def image_defect(data: bytes, mime: str) -> str | None:
+    """Why DATA is not a whole image of type MIME, or None. Structure only (no decoding, so no
+    imaging library and no decompression bomb): the magic bytes followed by garbage were stored
+    as images. PNG: an IHDR chunk first with a valid CRC and a non-zero size, the IEND chunk
+    last; JPEG: start and end of image markers; GIF: a screen descriptor and the trailer;
+    WebP: the RIFF size matches and a VP8 chunk follows."""
+    if mime == "image/png":
+        if len(data) < 8 + 25 + 12 or data[8:16] != b"\x00\x00\x00\x0dIHDR":
+            return "its first chunk is not a PNG header (IHDR)"
+        (crc,) = struct.unpack(">I", data[29:33])
+        width, height = struct.unpack(">II", data[16:24])
+        if zlib.crc32(data[12:29]) != crc or not width or not height:
+            return "its PNG header is damaged"
+        if not data.endswith(_PNG_END):
+            return "it does not end with the PNG end chunk (IEND): cut short or padded"
+        return None
+    if mime == "image/jpeg":
+        return None if data.rstrip(b"\x00").endswith(b"\xff\xd9") else "it has no JPEG end marker"
+    if mime == "image/gif":
+        return None if len(data) >= 14 and data.endswith(b"\x3b") else "it has no GIF trailer"
+    if mime == "image/webp":
+        (size,) = struct.unpack("<I", data[4:8])
+        if size + 8 not in (len(data), len(data) - 1) or data[12:15] != b"VP8":
+            return "its RIFF size or VP8 chunk is wrong"
+        return None
+    return "unsupported type"
+
+
 def decode_data_uri(url: str, *, param: str) -> tuple[AttachmentRecord, str]:
     """Check a `data:` image URI; the attachment record and its `attachment://` reference."""
     header, comma, payload = url.partition(",")
@@ -70,6 +103,9 @@ def decode_data_uri(url: str, *, param: str) -> tuple[AttachmentRecord, str]:
     if actual != mime:
         found = f"a {actual} image" if actual else "not an image"
         raise BadRequest(f"image declared as {mime} is {found}", param=param)
+    defect = image_defect(data, mime)
+    if defect is not None:
+        raise BadRequest(f"image declared as {mime} is not a whole image: {defect}", param=param)
     digest = hashlib.sha256(data).hexdigest()
     record = AttachmentRecord(sha256=digest, mime_type=mime, size_bytes=len(data), data_b64=payload)
     return record, f"attachment://sha256/{digest}"

@@ -14,6 +14,7 @@ from adaptive_sdk import Adaptive
 from sqlalchemy import Engine, func, select
 
 from ingest.app import create_app
+from ingest.demo_data import tiny_png
 from store.catalog import create_model, create_project
 from store.interactions import ATTACHMENT_TABLE, INTERACTION_TABLE, LABEL_TABLE
 from store.keys import create_api_key
@@ -22,7 +23,7 @@ from store.models import MetricValue
 from store.settings import Settings
 from tests.ingest.chat_double import serve_in_thread
 
-PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32).decode()
+PNG = base64.b64encode(tiny_png((10, 20, 30))).decode()
 
 
 class Server(NamedTuple):

@@ -76,3 +76,37 @@ def test_an_image_for_a_text_only_model_names_the_part() -> None:
     with pytest.raises(BadRequest, match="not marked multimodal") as raised:
         prepare_messages(messages, multimodal=False)
     assert raised.value.param == "messages.0.content.0"
+
+
+@pytest.mark.parametrize(
+    ("data", "mime", "why"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + b"garbage" * 10, "image/png", "not a PNG header"),
+        (PNG[:16] + b"\x00\x00\x00\x02" + PNG[20:], "image/png", "header is damaged"),
+        (PNG[:-12], "image/png", "end chunk"),
+        (PNG + b"\x00" * 8, "image/png", "end chunk"),
+        (b"\xff\xd8\xff\xe0" + b"x" * 40, "image/jpeg", "JPEG end marker"),
+        (b"GIF89a" + b"x" * 20, "image/gif", "GIF trailer"),
+        (b"RIFF\x00\x01\x00\x00WEBPVP8 " + b"x" * 20, "image/webp", "RIFF size"),
+    ],
+)
+def test_magic_bytes_followed_by_garbage_are_400(data: bytes, mime: str, why: str) -> None:
+    """A PNG signature followed by garbage used to be stored as an image."""
+    uri = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": uri}]}]
+    with pytest.raises(BadRequest, match=why):
+        prepare_messages(messages, multimodal=True)
+
+
+def test_whole_images_of_each_type_pass() -> None:
+    webp_body = b"WEBPVP8 " + b"\x00" * 10
+    images = {
+        "image/png": PNG,
+        "image/jpeg": b"\xff\xd8\xff\xe0" + b"\x00" * 20 + b"\xff\xd9",
+        "image/gif": b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00" + b"\x3b",
+        "image/webp": b"RIFF" + len(webp_body).to_bytes(4, "little") + webp_body,
+    }
+    for mime, data in images.items():
+        uri = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+        messages = [{"role": "user", "content": [{"type": "image_url", "image_url": uri}]}]
+        assert len(prepare_messages(messages, multimodal=True).attachments) == 1, mime
