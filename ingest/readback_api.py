@@ -14,13 +14,12 @@ Queries run under INTERLOG_READ_TIMEOUT_SECONDS and stop when the client goes aw
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
 from ingest.auth import PrincipalDep, check_project_key
-from ingest.errors import BadRequest
 from ingest.reads import run_read
 from store.feedback import parse_completion_id
 from store.filters import Filters, check_status
@@ -129,9 +128,12 @@ async def read_interactions(
 ) -> dict[str, Any]:
     """List interactions with their labels and metric values, newest first, a page at a time;
     `warnings` names label keys that no interaction in scope has."""
-    for moment in (since, until):
-        if moment is not None and moment.tzinfo is None:
-            raise BadRequest("since/until need a timezone, e.g. 2025-01-01T00:00:00Z")
+    # Without a timezone a time is UTC, as everywhere else (ingest's created_at, the export and
+    # analytics filters, GraphQL); read-back alone used to refuse it.
+    since, until = (
+        moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+        for moment in (since, until)
+    )
     filters = Filters(
         labels=label, metrics=[*metric, *where], ab_test=ab_test, variant=variant,
         session=session or session_id, user=user or user_id,
