@@ -268,7 +268,22 @@ async def _read_completion(call: UpstreamCall, route: Route) -> dict[str, Any]:
         raise UpstreamError(f"model {route.model.key}: the upstream's answer is not JSON") from exc
     if not isinstance(data, dict):
         raise UpstreamError(f"model {route.model.key}: the upstream's answer is not an object")
+    if data.get("error") and not data.get("choices"):
+        # Some servers (proxies, llama.cpp on overload) say 200 and carry an error: it was
+        # logged as an ok interaction with an empty completion.
+        raise UpstreamError(
+            f"the upstream of model {route.model.key} answered 200 with an error: "
+            f"{_error_text(data['error'])}"
+        )
     return data
+
+
+def _error_text(error: Any) -> str:
+    """An upstream's `error` member as one short line."""
+    text = error.get("message") if isinstance(error, dict) else None
+    if not isinstance(text, str):
+        text = orjson.dumps(error).decode() if not isinstance(error, str) else error
+    return " ".join(text.split())[:300]
 
 
 def build_completion(data: dict[str, Any], context: ChatContext, model: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 from store.catalog import attach_model, create_model, create_project
 from store.db import create_store_engine
 from store.keys import create_api_key
-from tests.servers import LiveGateway, demo_upstream, live_gateway
+from tests.servers import LiveGateway, demo_upstream, fixed_upstream, live_gateway
 from tests.support import free_port
 
 __all__ = ["demo_upstream", "live_gateway"]
@@ -225,3 +225,39 @@ def test_streaming_timeout_mid_stream_ends_with_an_error_event(setup: Setup) -> 
     assert json.loads(events[0])["choices"][0]["delta"]["role"] == "assistant"
     last = json.loads(events[-1])
     assert last["error"]["code"] == "upstream_timeout"
+
+
+def test_an_upstream_200_carrying_an_error_is_502_and_logged_as_an_error(
+    setup: Setup,
+) -> None:
+    """It was logged as an ok interaction with an empty completion."""
+    from sqlalchemy import select
+
+    from store.interactions import INTERACTION_TABLE
+
+    with fixed_upstream({"error": {"message": "model overloaded", "code": 503}}) as (url, _):
+        engine = create_store_engine(setup.live.database_url)
+        create_model(engine, key="errs200", upstream_urls=[url])
+        attach_model(engine, project_key="proj", model_key="errs200")
+        deadline = time.monotonic() + 20
+        response = post(setup, message("hello there", model="proj/errs200"))
+        while response.status_code == 404 and time.monotonic() < deadline:
+            time.sleep(0.5)  # the gateway caches the project's routes for 2 s
+            response = post(setup, message("hello there", model="proj/errs200"))
+        assert_error(response, 502, "upstream_error", "answered 200 with an error")
+        assert "model overloaded" in response.json()["error"]["message"]
+        table = INTERACTION_TABLE
+        deadline = time.monotonic() + 20
+        while True:
+            with engine.connect() as connection:
+                row = connection.execute(
+                    select(table.c.status, table.c.error, table.c.completion).where(
+                        table.c.error.like("%model overloaded%")
+                    )
+                ).first()
+            if row is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        engine.dispose()
+    assert row is not None, "the failed call was not logged"
+    assert row.status == "error" and not row.completion
