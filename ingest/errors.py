@@ -191,6 +191,8 @@ def store_api_error(error: StoreError) -> ApiError:
     return BadRequest(str(error))
 
 
+#: The errors of the store's database (SQLAlchemy's, and the drivers' raised directly).
+DATABASE_ERRORS = (DBAPIError, psycopg.Error, sqlite3.Error)
 #: Seconds a client is told to wait before retrying when the store is unavailable.
 STORE_RETRY_AFTER_SECONDS = 5
 

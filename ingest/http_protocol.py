@@ -8,6 +8,12 @@ the first body message. Streamed responses (no Content-Length) are written as uv
 a client sees the headers of an SSE stream at once. `interlog serve` passes this class to
 uvicorn as `http=`.
 
+uvicorn has no limit on the time a client takes to send a request's line and headers: a
+connection that sent "GET / HTTP/1.1\r\nHost: x\r\n" and then nothing was held for good (its
+keep-alive timer is cancelled by any byte, and a new connection has none). Here a request's
+headers must arrive within INTERLOG_HEADER_TIMEOUT_SECONDS of its first byte (408, then the
+connection is closed), and a new connection that sends nothing in that time is closed.
+
 The head of a sized response and its last body message are serialised here, with the checks
 and the connection state of uvicorn's `RequestResponseCycle.send`: passing each message through
 uvicorn's own code with the transport swapped for a collector took ~15 µs of CPU per message on
@@ -18,8 +24,10 @@ log, a paused or closed connection) still goes through uvicorn's code.
 from __future__ import annotations
 
 import asyncio
+from functools import lru_cache
 from typing import Any
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
     HEADER_VALUE_RE,
@@ -27,6 +35,15 @@ from uvicorn.protocols.http.httptools_impl import (
     HttpToolsProtocol,
     RequestResponseCycle,
 )
+
+from ingest.errors import error_body
+from store.settings import get_settings
+
+
+@lru_cache(maxsize=1)
+def header_timeout() -> float:
+    """INTERLOG_HEADER_TIMEOUT_SECONDS of this process."""
+    return get_settings().header_timeout_seconds
 
 
 class _Collector:
@@ -144,12 +161,71 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     the next request arrives: a timer made and dropped per request. Here the timer is armed
     when a connection first goes idle and, when it fires, closes the connection only if it has
     been idle for `timeout_keep_alive` since its last response (else it is armed again for the
-    rest): the same limit, one timer per connection and idle period."""
+    rest): the same limit, one timer per connection and idle period.
+
+    The header timeout works the same way: a deadline set when the connection opens and when a
+    request's first byte arrives (httptools' on_message_begin), cleared when its headers are
+    complete, and one timer per connection that, when it fires, acts only if the deadline has
+    passed (else it is armed again for the rest)."""
 
     _idle_since: float | None = None
     _idle_timer: asyncio.TimerHandle | None = None
+    _header_deadline: float | None = None
+    _header_timer: asyncio.TimerHandle | None = None
+    _in_headers = False  # a request has begun and its headers are not complete
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_headers()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_headers = True
+        self._await_headers()
+
+    def _await_headers(self) -> None:
+        timeout = header_timeout()
+        self._header_deadline = self.loop.time() + timeout
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(timeout, self._header_check)
+
+    def _header_check(self) -> None:
+        self._header_timer = None
+        if self._header_deadline is None:
+            return  # headers complete: armed again when the next request begins
+        remaining = self._header_deadline - self.loop.time()
+        if remaining > 0:
+            self._header_timer = self.loop.call_later(remaining, self._header_check)
+            return
+        self._header_deadline = None
+        if self.transport.is_closing():
+            return
+        if self._in_headers and (self.cycle is None or self.cycle.response_complete):
+            self._send_408()  # not while an earlier (pipelined) response is being written
+        self.transport.close()
+
+    def _send_408(self) -> None:
+        body = orjson.dumps(
+            error_body(
+                f"the request headers did not arrive within {header_timeout():g} s",
+                "invalid_request_error",
+                "request_timeout",
+            )
+        )
+        content = [STATUS_LINE[408]]
+        for name, value in self.server_state.default_headers:
+            content += (name, b": ", value, b"\r\n")
+        content += (
+            b"content-type: application/json\r\ncontent-length: ",
+            str(len(body)).encode(),
+            b"\r\nconnection: close\r\n\r\n",
+            body,
+        )
+        self.transport.write(b"".join(content))
 
     def on_headers_complete(self) -> None:
+        self._in_headers = False
+        self._header_deadline = None
         super().on_headers_complete()
         if type(self.cycle) is RequestResponseCycle:
             self.cycle.__class__ = CoalescingCycle
@@ -189,3 +265,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None

@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     upstream_timeout: float = Field(
         default=120.0, description="Default seconds an upstream may take to answer completely."
     )
+    upstream_key_env_pattern: str = Field(
+        default="INTERLOG_UPSTREAM_*",
+        description="Which environment variables a model's `api_key_env` may name (its value is "
+        "sent upstream as a bearer token): shell-style patterns, comma-separated, matched "
+        "case-sensitively; empty allows only INTERLOG_UPSTREAM_KEY_ENV_NAMES. An Interlog "
+        "setting (INTERLOG_<setting>) is never allowed.",
+    )
+    upstream_key_env_names: str = Field(
+        default="",
+        description="More variables a model's `api_key_env` may name, comma-separated, e.g. "
+        "`OPENAI_API_KEY,ANTHROPIC_API_KEY` (an Interlog setting is refused even if listed).",
+    )
     routing_cache_seconds: float = Field(
         default=2.0,
         description="Seconds the gateway caches a project's routes (models, default, A/B test); "
@@ -86,6 +98,38 @@ class Settings(BaseSettings):
     )
     max_labels: int = Field(
         default=64, description="Most labels (metadata pairs) accepted on one interaction."
+    )
+    graphql_max_tokens: int = Field(
+        default=3000,
+        ge=1,
+        description="Most tokens (names, values, punctuation) in one GraphQL document, which "
+        "may also be at most 50 characters per token long; the parser stops past them (400 "
+        "`query_too_long`).",
+    )
+    graphql_max_depth: int = Field(
+        default=12,
+        ge=1,
+        description="Deepest nesting of fields in one GraphQL operation (`{ metrics { key } }` "
+        "is 2); 400 `query_too_deep` beyond.",
+    )
+    graphql_max_aliases: int = Field(
+        default=30,
+        ge=0,
+        description="Most aliased fields in one GraphQL operation, counted once per place a "
+        "fragment is spread; 400 `too_many_aliases` beyond.",
+    )
+    graphql_max_cost: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most completions one GraphQL operation may ask for: each `completions` "
+        "page's `first` (100 when absent) times the lists around it (a `completionsGrouped` "
+        "counts as 100 and as 10 groups); 400 `query_too_costly` beyond.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client may take to send a request's line and headers, from when "
+        "the connection opens or the previous response ends; 408 and the connection closed after.",
     )
     max_label_key_length: int = Field(
         default=128, description="Longest label key accepted, in characters."

@@ -6,7 +6,10 @@ dependency serve REST and GraphQL), its schema is plain typed Python classes tha
 and it runs on graphql-core, the reference implementation: any valid document over this schema
 (fragments, aliases, variables or literals) is parsed, validated and executed, not only the
 SDK's literal text. Errors follow GraphQL conventions (HTTP 200 with `errors[]`); not-found
-messages start with `EntityNotFound:` so adaptive-sdk raises AdaptiveEntityNotFoundError.
+messages start with `EntityNotFound:` so adaptive-sdk raises AdaptiveEntityNotFoundError. A
+store that cannot be reached is a 503 `store_unavailable` with Retry-After, as on REST.
+A document over the token, depth, alias or cost limit is refused before it runs, with a 400
+(ingest/graphql/limits.py).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from typing import Any
 from cross_web import HTTPException
 from strawberry.fastapi import GraphQLRouter
 
-from ingest.errors import GRAPHQL_PATH, error_for_status
+from ingest.errors import DATABASE_ERRORS, GRAPHQL_PATH, BadRequest, error_for_status
 from ingest.graphql.context import GraphQLContext, get_context
+from ingest.graphql.limits import refusal_of
 from ingest.graphql.schema import schema
 
 
@@ -30,6 +34,21 @@ class _Router(GraphQLRouter[GraphQLContext, None]):
             return await super().run(*args, **kwargs)
         except HTTPException as exc:
             raise error_for_status(exc.status_code, exc.reason) from exc
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> Any:
+        """A document over a limit (ingest/graphql/limits.py) was refused before it ran: a 400,
+        as the other requests that cannot run."""
+        result = await super().execute_single(*args, **kwargs)
+        refused = refusal_of(result.errors)
+        if refused is not None:
+            raise BadRequest(refused.message, code=refused.code)
+        for error in result.errors or ():
+            # The store failed under a resolver: answered as on REST (the app's database error
+            # handler: 503 store_unavailable with Retry-After when it is away), not as a 200
+            # carrying the driver's message.
+            if isinstance(error.original_error, DATABASE_ERRORS):
+                raise error.original_error
+        return result
 
 
 def create_graphql_router() -> GraphQLRouter[GraphQLContext, None]:

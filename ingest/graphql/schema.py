@@ -20,6 +20,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
 
+from ingest.errors import DATABASE_ERRORS
 from ingest.graphql.abtests import AbMutation, AbQuery
 from ingest.graphql.context import (
     EntityNotFound,
@@ -41,6 +42,7 @@ from ingest.graphql.inputs import (
     filter_leaves,
     page_window,
 )
+from ingest.graphql.limits import QueryLimiter
 from ingest.graphql.scalars import SCALARS, IdOrKey, to_timestamp
 from ingest.graphql.types import (
     Completion,
@@ -349,7 +351,14 @@ schema = InterlogSchema(
     mutation=merge_types("Mutation", (Mutation, AbMutation)),
     config=StrawberryConfig(scalar_map=SCALARS),
     extensions=[
-        lambda: MaskErrors(should_mask_error=lambda error: not _is_expected(error)),
+        QueryLimiter,  # depth, aliases, cost, tokens: refused before validation (limits.py)
+        # Database errors are left for the router: it answers them as REST does (503 with
+        # Retry-After when the store is away; ingest/graphql/__init__.py).
+        lambda: MaskErrors(
+            should_mask_error=lambda error: (
+                not (_is_expected(error) or isinstance(error.original_error, DATABASE_ERRORS))
+            )
+        ),
         AnswerWarnings,
     ],
 )

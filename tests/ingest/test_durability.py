@@ -180,6 +180,12 @@ def _assert_store_away_is_503(url: str, headers: dict[str, str], admin: dict[str
         assert response.status_code == 503, (path, response.status_code, response.text)
         assert response.headers["retry-after"] == "5"
         assert response.json()["error"]["code"] == "store_unavailable"
+    graphql = httpx.post(
+        url + "/api/graphql", headers=headers, json={"query": "{ metrics { key } }"}, timeout=60
+    )
+    assert graphql.status_code == 503, graphql.text
+    assert graphql.headers["retry-after"] == "5"
+    assert graphql.json()["errors"][0]["extensions"]["code"] == "store_unavailable"
 
 
 def test_gateway_answers_through_a_database_outage_and_catches_up(tmp_path: Path) -> None:
