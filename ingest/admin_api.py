@@ -19,6 +19,7 @@ from store.catalog_admin import ProjectDetails, ProjectNotEmptyError
 from store.key_admin import KeyInfo
 from store.keys import create_api_key
 from store.models import Model
+from store.upstream_keys import api_key_env_problem
 
 router = APIRouter(
     prefix="/api/v1/admin", tags=["management"], dependencies=[Depends(require_admin)]
@@ -218,10 +219,24 @@ class ModelList(BaseModel):
     data: list[ModelOut]
 
 
+def _check_api_key_env(request: Request, name: str | None) -> None:
+    """400 `api_key_env_not_allowed` for a variable the operator does not allow to hold an
+    upstream key (INTERLOG_UPSTREAM_KEY_ENV_PATTERN / _NAMES; never an Interlog setting)."""
+    problem = None if name is None else api_key_env_problem(name, request.app.state.settings)
+    if problem is not None:
+        raise BadRequest(problem, param="api_key_env", code="api_key_env_not_allowed")
+
+
 @router.post("/models", status_code=201, response_model=ModelOut)
 async def create_model(request: Request, body: ModelCreate) -> ModelOut:
     """Register a model served by one or more upstream replicas."""
-    row = await run_store(catalog.create_model, request.app.state.engine, **body.model_dump())
+    _check_api_key_env(request, body.api_key_env)
+    row = await run_store(
+        catalog.create_model,
+        request.app.state.engine,
+        **body.model_dump(),
+        settings=request.app.state.settings,  # which api_key_env names are allowed
+    )
     return ModelOut.of(row)
 
 
@@ -241,13 +256,20 @@ async def get_model(request: Request, key: PathKey) -> ModelOut:
 @router.patch("/models/{key}", response_model=ModelOut)
 async def update_model(request: Request, key: PathKey, body: ModelUpdate) -> ModelOut:
     """Change a model's upstreams or options; every project using it routes by them at once."""
+    _check_api_key_env(request, body.api_key_env)
     nullable = {"upstream_model", "api_key_env", "connect_timeout", "timeout"}
     changes = {
         name: getattr(body, name)
         for name in body.model_fields_set
         if name in nullable or getattr(body, name) is not None
     }
-    row = await run_store(catalog_admin.update_model, request.app.state.engine, key=key, **changes)
+    row = await run_store(
+        catalog_admin.update_model,
+        request.app.state.engine,
+        key=key,
+        **changes,
+        settings=request.app.state.settings,  # which api_key_env names are allowed
+    )
     forget_routes(request.app)
     return ModelOut.of(row)
 

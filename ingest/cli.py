@@ -138,7 +138,56 @@ def dashboard(
     """Run the Streamlit dashboard."""
     settings = get_settings()
     command = _dashboard_command(host or settings.dashboard_host, port or settings.dashboard_port)
-    raise typer.Exit(subprocess.call(command))
+    raise typer.Exit(_run_forwarding_signals(command))
+
+
+#: Seconds a child may take to stop after SIGTERM/SIGINT was passed on, before SIGKILL.
+STOP_GRACE_SECONDS = 10.0
+
+
+def _run_forwarding_signals(command: list[str], grace: float = STOP_GRACE_SECONDS) -> int:
+    """Run COMMAND, passing SIGTERM and SIGINT on to it and waiting for it to exit (killed
+    after GRACE seconds), so that stopping us never leaves it running; its exit status (0 when
+    it stopped because of the signal we passed on; 128+N if killed by signal N)."""
+    received: list[tuple[int, float]] = []  # (signal, when), in order of arrival
+    started: list[subprocess.Popen[bytes]] = []
+
+    def _forward(signum: int, _frame: object) -> None:
+        received.append((signum, time.monotonic()))
+        if started and started[0].poll() is None:
+            started[0].send_signal(signum)
+
+    # Handlers first: a signal arriving while the child starts is passed on right after.
+    previous = {sig: signal.signal(sig, _forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        child = subprocess.Popen(command)
+    except BaseException:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise
+    started.append(child)
+    if received:
+        child.send_signal(received[0][0])
+    try:
+        while True:
+            try:
+                code = child.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if received and time.monotonic() - received[0][1] > grace:
+                child.kill()
+                code = child.wait()
+                break
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child.poll() is None:  # we are failing ourselves: do not leave it behind
+            child.kill()
+            child.wait()
+    if received and code in (0, -received[0][0]):
+        return 0
+    return 128 - code if code < 0 else code
 
 
 @app.command()

@@ -2,15 +2,18 @@
 
 Layout: `INTERLOG_JOURNAL_DIR/<host>-<pid>-<random>/seg-<n>.jsonl`, one directory per process,
 claimed with an exclusive `fcntl.flock` on its `lock` file for the process's lifetime. Segments
-are JSON lines (orjson); a torn last line after a crash is ignored. A segment is deleted once the
-writer has stored all of its entries. On start (and periodically) a process claims the
-directories of dead processes (their lock is free), copies their entries into its own journal
-and deletes them, so several gateway processes or hosts never share a journal and nothing is
-lost when one dies. Every append is written (to the OS) before it returns, so it survives a
-process crash; when it is also on disk follows INTERLOG_JOURNAL_FSYNC: `entry` (fsync before
-the append returns; concurrent appends share one fsync: group commit), `batch` (the writer
-fsyncs once per batch cycle, off the response path: an OS crash or power loss can lose the
-appends of the last cycle, INTERLOG_WRITER_INTERVAL) or `never` (the OS decides).
+are JSON lines (orjson). A line that cannot be read back as a record (a torn last line after a
+crash, or a corrupt line anywhere) is never dropped: its raw bytes (base64) and the reason are
+moved to the rejected file (`rejected-<directory>.jsonl`), logged and counted (`rejected`,
+`corrupt`). A segment is deleted once the writer has stored all of its entries. On start (and
+periodically) a process claims the directories of dead processes (their lock is free), copies
+their entries into its own journal and deletes them, so several gateway processes or hosts never
+share a journal and nothing is lost when one dies. Every append is written (to the OS) before it
+returns, so it survives a process crash; when it is also on disk follows INTERLOG_JOURNAL_FSYNC:
+`entry` (fsync before the append returns; concurrent appends share one fsync: group commit),
+`batch` (the writer fsyncs once per batch cycle, off the response path: an OS crash or power
+loss can lose the appends of the last cycle, INTERLOG_WRITER_INTERVAL) or `never` (the OS
+decides).
 
 Memory: the first MEMORY_ENTRIES pending records are kept in memory for the writer; beyond
 that (a long store outage) only their place in the segment file is, and the writer reads them
@@ -22,6 +25,8 @@ The journal is used from one event loop only (the middleware and the writer task
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import fcntl
 import logging
 import os
@@ -85,8 +90,34 @@ def segment_name(number: int) -> str:
     return f"{SEGMENT_PREFIX}{number:012d}{SEGMENT_SUFFIX}"
 
 
-def read_segment(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of one segment file; a torn (unparseable) last line is skipped."""
+@dataclass
+class CorruptLine:
+    """A segment line that is not a journal record: kept, raw, in the rejected file."""
+
+    path: Path
+    line: int  # 1-based; 0 when only the byte offset is known
+    raw: bytes
+    reason: str
+    offset: int | None = None
+
+    def rejected_entry(self) -> dict[str, Any]:
+        """Its line in the rejected file: the reason, where it was, and its exact bytes."""
+        where = f"{self.path}:{self.line}" if self.offset is None else f"{self.path}@{self.offset}"
+        entry: dict[str, Any] = {
+            "error": self.reason,
+            "source": where,
+            "raw_base64": base64.b64encode(self.raw).decode("ascii"),
+        }
+        with contextlib.suppress(UnicodeDecodeError):
+            entry["raw"] = self.raw.decode("utf-8")  # readable too, when it is text
+        return entry
+
+
+def read_segment(path: Path, corrupt: list[CorruptLine] | None = None) -> Iterator[dict[str, Any]]:
+    """The records of one segment file. A line that is not a record (a torn last line after a
+    crash, a corrupt line, JSON that is not an object with a `completion_id`) is skipped, and
+    added to `corrupt` when given, so the caller can keep it (Journal moves it to the rejected
+    file; nothing is dropped)."""
     data = path.read_bytes()
     lines = data.split(b"\n")
     last = len(lines) - 1
@@ -95,14 +126,23 @@ def read_segment(path: Path) -> Iterator[dict[str, Any]]:
             continue
         try:
             record = orjson.loads(line)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
             if number == last:
-                log.warning("journal %s: ignoring torn last line (%d bytes)", path, len(line))
+                reason = f"torn last line of a journal segment (an append cut short): {exc}"
+                log.warning("journal %s: torn last line (%d bytes)", path, len(line))
             else:
-                log.error("journal %s: skipping corrupt line %d", path, number + 1)
+                reason = f"corrupt line in a journal segment: {exc}"
+                log.error("journal %s: corrupt line %d (%d bytes)", path, number + 1, len(line))
+            if corrupt is not None:
+                corrupt.append(CorruptLine(path, number + 1, line, reason))
             continue
-        if isinstance(record, dict):
+        if isinstance(record, dict) and "completion_id" in record:
             yield record
+            continue
+        log.error("journal %s: line %d is not a journal record", path, number + 1)
+        if corrupt is not None:
+            reason = "line in a journal segment is not a record (an object with a completion_id)"
+            corrupt.append(CorruptLine(path, number + 1, line, reason))
 
 
 def _segments_of(directory: Path) -> list[Path]:
@@ -156,7 +196,11 @@ class Journal:
         self._sync_lock = asyncio.Lock()
         self.appended = 0
         self.replayed = 0
+        #: Entries moved to the rejected file: refused by the store, or unreadable lines.
         self.rejected = 0
+        #: Of those, unreadable lines: of adopted segments (corrupt, torn, not a record), or
+        #: pending entries whose bytes were damaged on disk before the writer read them back.
+        self.corrupt = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -219,14 +263,24 @@ class Journal:
 
     def _adopt(self, directory: Path) -> int:
         records: list[dict[str, Any]] = []
+        corrupt: list[CorruptLine] = []
         for path in _segments_of(directory):
-            records.extend(read_segment(path))
+            records.extend(read_segment(path, corrupt))
         if records:
             self._write(records)
             assert self.directory is not None
             segment = self._segments[self._current]
             if segment.fd is not None:
                 os.fsync(segment.fd)
+        if corrupt:  # kept (fsynced) before the directory holding them is deleted
+            self._keep_rejected([orjson.dumps(line.rejected_entry()) + b"\n" for line in corrupt])
+            self.corrupt += len(corrupt)
+            log.error(
+                "journal: %d unreadable lines of %s moved to %s",
+                len(corrupt),
+                directory,
+                self.rejected_path,
+            )
         shutil.rmtree(directory, ignore_errors=True)
         self.replayed += len(records)
         return len(records)
@@ -348,22 +402,54 @@ class Journal:
         return self._in_memory
 
     def peek(self, limit: int) -> list[PendingEntry]:
-        """The oldest `limit` pending entries (they stay pending until `mark_done`)."""
-        entries = [entry for _, entry in zip(range(limit), self._pending, strict=False)]
+        """The oldest `limit` pending entries (they stay pending until `mark_done`).
+
+        An entry kept only on disk that no longer reads back as its record (the segment was
+        damaged) is moved, raw, to the rejected file and stops being pending, so the entries
+        returned are still the oldest pending ones and `mark_done(len(result))` stays right."""
+        entries: list[PendingEntry] = []
         files: dict[int, BinaryIO] = {}  # segments of entries kept only on disk, opened once
         try:
-            return [
-                PendingEntry(
-                    entry.segment,
-                    entry.completion_id,
-                    entry.record if entry.record is not None else self._read_back(entry, files),
-                    entry.appended_at,
+            index = 0
+            while len(entries) < limit and index < len(self._pending):
+                entry = self._pending[index]
+                record = entry.record
+                if record is None:
+                    try:
+                        record = self._read_back(entry, files)
+                    except (orjson.JSONDecodeError, RuntimeError) as exc:
+                        self._drop_unreadable(index, entry, files, exc)
+                        continue  # the next entry is at `index` now
+                entries.append(
+                    PendingEntry(entry.segment, entry.completion_id, record, entry.appended_at)
                 )
-                for entry in entries
-            ]
+                index += 1
+            return entries
         finally:
             for file in files.values():
                 file.close()
+
+    def _drop_unreadable(
+        self, index: int, entry: _Pending, files: dict[int, BinaryIO], exc: Exception
+    ) -> None:
+        """Move a pending entry whose bytes on disk are damaged to the rejected file."""
+        file = files[entry.segment]
+        file.seek(entry.offset)
+        raw = file.read(entry.length).rstrip(b"\n")
+        reason = f"journal entry {entry.completion_id} no longer reads back from its segment: {exc}"
+        line = CorruptLine(self._segments[entry.segment].path, 0, raw, reason, entry.offset)
+        log.error("journal %s: %s", line.path, reason)
+        self._keep_rejected([orjson.dumps(line.rejected_entry()) + b"\n"])
+        self.corrupt += 1
+        del self._pending[index]
+        remaining = self._pending_ids.get(entry.completion_id, 0) - 1
+        if remaining > 0:
+            self._pending_ids[entry.completion_id] = remaining
+        else:
+            self._pending_ids.pop(entry.completion_id, None)
+        segment = self._segments.get(entry.segment)
+        if segment is not None:
+            segment.done += 1
 
     def _read_back(self, entry: _Pending, files: dict[int, BinaryIO]) -> Mapping[str, Any]:
         path = self._segments[entry.segment].path
@@ -398,12 +484,20 @@ class Journal:
 
     def reject(self, entries: Iterable[PendingEntry], reason: str) -> None:
         """Keep entries the store refuses for good in `rejected-*.jsonl`; never drop them."""
-        assert self.directory is not None
         lines = [orjson.dumps({"error": reason, "record": e.record}) + b"\n" for e in entries]
-        with self.rejected_path.open("ab") as out:
+        self._keep_rejected(lines)
+
+    def _keep_rejected(self, lines: Sequence[bytes]) -> None:
+        """Append lines to the rejected file, on disk (file and, when new, its name) on return."""
+        assert self.directory is not None
+        path = self.rejected_path
+        new = not path.exists()
+        with path.open("ab") as out:
             out.write(b"".join(lines))
             out.flush()
             os.fsync(out.fileno())
+        if new:
+            _fsync_directory(self.base)
         self.rejected += len(lines)
 
     def _delete_finished(self) -> None:

@@ -10,12 +10,16 @@ hashing, so the upstream's KV cache is reused across turns, and only 1/N of sess
 a replica is added); other requests are spread round-robin. A replica that refuses the
 connection (or cannot be reached in the connect timeout) is skipped before any byte is sent.
 The API key comes from the environment variable named on the model; it is never logged/stored.
+That name is checked against the operator's rule (store/upstream_keys.py) on every call, not only
+when it was set: a model naming a variable the rule does not allow (stored before the rule, or
+before the operator narrowed it) gets a 502 and its upstream is never called.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -27,6 +31,9 @@ from ingest.errors import ApiError, BadRequest, UpstreamError, UpstreamTimeout
 from ingest.routing import UpstreamModel, unit_hash
 from ingest.upstream_http import ConnectError, HttpPool, PendingPost, UpstreamResponse
 from store.settings import Settings
+from store.upstream_keys import api_key_env_problem
+
+log = logging.getLogger("interlog.upstream")
 
 _ERROR_BODY_LIMIT = 64 * 1024
 
@@ -87,6 +94,8 @@ class UpstreamPool:
     def __init__(self, settings: Settings) -> None:
         self.connect_timeout = settings.upstream_connect_timeout
         self.timeout = settings.upstream_timeout
+        self.settings = settings
+        self._key_env_problems: dict[str, str | None] = {}  # api_key_env -> why refused
         self._http: HttpPool | None = None
         self._spread = itertools.count()
 
@@ -98,9 +107,28 @@ class UpstreamPool:
             self._http.close()
             self._http = None
 
+    def _key_env_problem(self, name: str) -> str | None:
+        if name not in self._key_env_problems:
+            if len(self._key_env_problems) >= 1024:
+                self._key_env_problems.clear()
+            problem = api_key_env_problem(name, self.settings)
+            self._key_env_problems[name] = problem
+            if problem is not None:
+                log.error("upstream: refusing to send %s upstream: %s", name, problem)
+        return self._key_env_problems[name]
+
     def _headers(self, model: UpstreamModel) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if model.api_key_env:
+            if self._key_env_problem(model.api_key_env) is not None:
+                # The client (maybe a project key) is told what fixes it, not the operator's rule.
+                raise UpstreamError(
+                    f"model {model.key} names an upstream API key variable this gateway does not "
+                    "allow (INTERLOG_UPSTREAM_KEY_ENV_PATTERN, INTERLOG_UPSTREAM_KEY_ENV_NAMES); "
+                    f"an admin must change it: `interlog models update {model.key} "
+                    "--api-key-env NAME`",
+                    code="upstream_key_not_allowed",
+                )
             secret = os.environ.get(model.api_key_env)
             if secret:
                 headers["Authorization"] = f"Bearer {secret}"

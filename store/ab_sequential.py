@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
 from sqlalchemy import Engine, case, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
@@ -51,7 +50,11 @@ ALPHA = 0.05
 MIN_SCORES = 30
 TAU_IN_SDS = 0.5
 
-FloatArray = npt.NDArray[np.float64]
+if TYPE_CHECKING:  # numpy loads on the first verdict: a gateway with no A/B test never needs it
+    import numpy as np
+    import numpy.typing as npt
+
+    FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ def msprt_p_values(
     (tests/store/test_ab_sequential_simulation.py). An element is 1 (no evidence) when an input
     is not finite, the variance of the difference is 0 and so is the difference (0 when it is
     not), or the mixing variance tau2 is not positive."""
+    import numpy as np
+
     d, v, t = np.broadcast_arrays(
         np.asarray(difference, dtype=np.float64),
         np.asarray(variance, dtype=np.float64),
@@ -156,6 +161,8 @@ def metric_comparison(
     element by element, from both variants' counts (at least 2 each), means and (n - 1)
     variances: the difference of means, its variance var_a / n_a + var_b / n_b, and a mixing
     variance of TAU_IN_SDS^2 times the pooled variance of one score."""
+    import numpy as np
+
     a_n, a_mean, a_var, b_n, b_mean, b_var = (
         np.asarray(x, dtype=np.float64)
         for x in (
@@ -182,6 +189,8 @@ def preference_comparison(
     by element, from its wins and its decided comparisons with the control (at least 1): under
     no difference the win rate has variance 1/4 / decided, the mixing variance is TAU_IN_SDS^2
     times 1/4."""
+    import numpy as np
+
     w = np.asarray(wins, dtype=np.float64)
     n = np.asarray(decided, dtype=np.float64)
     with np.errstate(all="ignore"):

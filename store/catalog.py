@@ -9,6 +9,8 @@ from sqlmodel import Session, col, select
 from store.db import session_scope
 from store.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from store.models import Model, Project, ProjectModel
+from store.settings import Settings, get_settings
+from store.upstream_keys import check_api_key_env
 
 
 def load_project(session: Session, key: str) -> Project:
@@ -67,10 +69,16 @@ def create_model(
     connect_timeout: float | None = None,
     timeout: float | None = None,
     name: str | None = None,
+    settings: Settings | None = None,
 ) -> Model:
-    """Register a model served by one or more OpenAI-compatible upstream replicas."""
+    """Register a model served by one or more OpenAI-compatible upstream replicas.
+
+    `api_key_env` must be a name the operator allows (store/upstream_keys.py) under SETTINGS
+    (default: the process's)."""
     if not key or "/" in key:
         raise InvalidInputError(f"invalid model key {key!r}: it must be non-empty and have no '/'")
+    if api_key_env is not None:
+        check_api_key_env(api_key_env, settings or get_settings())
     if not upstream_urls:
         raise InvalidInputError("a model needs at least one upstream URL")
     for url in upstream_urls:

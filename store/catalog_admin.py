@@ -27,6 +27,8 @@ from store.models import (
     Project,
     ProjectModel,
 )
+from store.settings import Settings, get_settings
+from store.upstream_keys import check_api_key_env
 
 _UNSET: Any = object()
 
@@ -164,8 +166,13 @@ def update_model(
     multimodal: bool | None = None,
     connect_timeout: float | None = _UNSET,
     timeout: float | None = _UNSET,
+    settings: Settings | None = None,
 ) -> Model:
-    """Change a model's upstreams or options; only the arguments given change."""
+    """Change a model's upstreams or options; only the arguments given change. A new
+    `api_key_env` must be a name the operator allows (store/upstream_keys.py) under SETTINGS
+    (default: the process's)."""
+    if api_key_env is not _UNSET and api_key_env is not None:
+        check_api_key_env(api_key_env, settings or get_settings())
     if upstream_urls is not None:
         if not upstream_urls:
             raise InvalidInputError("a model needs at least one upstream URL")

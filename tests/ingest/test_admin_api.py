@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from store.catalog_admin import describe_project
 from tests.ingest.admin_harness import AdminApp, admin_app
 from tests.interaction_seeds import log_interaction
@@ -61,12 +63,12 @@ def test_projects_are_created_listed_updated_and_deleted_when_empty(admin_app: A
 def test_models_are_registered_updated_attached_and_detached(admin_app: AdminApp) -> None:
     api, admin = admin_app, admin_app.admin
     model = _model(
-        api, "vision", upstream_model="llava", api_key_env="VISION_KEY", multimodal=True,
-        connect_timeout=2, timeout=30,
+        api, "vision", upstream_model="llava", api_key_env="INTERLOG_UPSTREAM_VISION_KEY",
+        multimodal=True, connect_timeout=2, timeout=30,
     )  # fmt: skip
     assert (model["upstream_model"], model["api_key_env"], model["multimodal"]) == (
         "llava",
-        "VISION_KEY",
+        "INTERLOG_UPSTREAM_VISION_KEY",
         True,
     )
     bad = api.http.post(
@@ -82,7 +84,7 @@ def test_models_are_registered_updated_attached_and_detached(admin_app: AdminApp
     assert (patched["timeout"], patched["connect_timeout"], patched["api_key_env"]) == (
         None,
         2.0,
-        "VISION_KEY",
+        "INTERLOG_UPSTREAM_VISION_KEY",
     )
     assert api.http.get("/api/v1/admin/models/vision", headers=admin).json()["key"] == "vision"
     assert "vision" in [
@@ -113,8 +115,13 @@ def test_keys_show_their_secret_once_and_stop_working_when_revoked(admin_app: Ad
     assert "secret" not in entry and entry["name"] == "ci" and entry["last_used_at"] is None
     as_key = api.as_key(body["secret"])
     assert api.http.get("/api/v1/metrics", headers=as_key).status_code == 200
-    used = api.http.get("/api/v1/admin/keys", params={"project": "keyed"}, headers=admin).json()
-    assert used["data"][0]["last_used_at"] is not None
+    deadline = time.monotonic() + 20  # last use is written by the housekeeping round (5 s)
+    while True:
+        used = api.http.get("/api/v1/admin/keys", params={"project": "keyed"}, headers=admin)
+        if used.json()["data"][0]["last_used_at"] is not None:
+            break
+        assert time.monotonic() < deadline, "the key's last use was never recorded"
+        time.sleep(0.5)
     revoked = api.http.delete(f"/api/v1/admin/keys/{body['id']}", headers=admin)
     assert revoked.status_code == 200 and revoked.json()["revoked"] is True
     assert api.http.get("/api/v1/metrics", headers=as_key).status_code == 401

@@ -82,21 +82,28 @@ def test_readiness_is_503_when_the_database_is_down(tmp_path: Path) -> None:
 
 def test_readiness_is_503_until_the_store_is_migrated(tmp_path: Path) -> None:
     """`serve --no-migrate` (operators who migrate separately) on a store never migrated, then
-    one revision behind, then upgraded: ready only at the end, and it says what to run."""
+    one revision behind, then upgraded: ready only at the end, and it says what to run (to an
+    admin key: the unauthenticated answer names the failing check only)."""
     path = tmp_path / "later.db"
     port = free_port()
-    env = {"INTERLOG_DATABASE_URL": f"sqlite:///{path}", "INTERLOG_PORT": str(port)}
+    admin = {"Authorization": "Bearer readiness-admin-key"}
+    env = {
+        "INTERLOG_DATABASE_URL": f"sqlite:///{path}",
+        "INTERLOG_PORT": str(port),
+        "INTERLOG_ADMIN_KEY": "readiness-admin-key",
+    }
     args = ["serve", "--no-migrate"]
     with interlog_process(args, env=env, cwd=tmp_path, log=tmp_path / "serve.log") as proc:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", process=proc)
-        never = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        never = httpx.get(f"http://127.0.0.1:{port}/readyz", headers=admin)
         assert never.status_code == 503
-        assert never.json()["database"].startswith("no Interlog tables")
+        assert never.json()["database"] == "not ok"
+        assert never.json()["detail"]["database"].startswith("no Interlog tables")
         migrations.upgrade(f"sqlite:///{path}", "0002")
-        behind = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        behind = httpx.get(f"http://127.0.0.1:{port}/readyz", headers=admin)
         assert behind.status_code == 503
-        assert behind.json()["database"].startswith("schema at revision 0002,")
-        assert "`interlog db upgrade`" in behind.json()["database"]
+        assert behind.json()["detail"]["database"].startswith("schema at revision 0002,")
+        assert "`interlog db upgrade`" in behind.json()["detail"]["database"]
         migrations.upgrade(f"sqlite:///{path}")
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
         assert ready.status_code == 200 and ready.json()["database"] == "ok"

@@ -18,7 +18,7 @@ def test_admin_commands_wire_a_project_and_print_the_key_last(sqlite_url: str) -
         ["projects", "create", "demo", "--name", "Demo"],
         ["models", "add", "echo", "--upstream", "http://127.0.0.1:8001/v1",
          "--upstream", "http://127.0.0.1:8002/v1", "--upstream-model", "llama", "--multimodal",
-         "--api-key-env", "ECHO_KEY"],
+         "--api-key-env", "INTERLOG_UPSTREAM_ECHO_KEY"],
         ["models", "attach", "demo", "echo", "--default"],
     ]  # fmt: skip
     for args in steps:
@@ -36,7 +36,7 @@ def test_admin_commands_wire_a_project_and_print_the_key_last(sqlite_url: str) -
         assert (model.upstream_model, model.multimodal, model.api_key_env) == (
             "llama",
             True,
-            "ECHO_KEY",
+            "INTERLOG_UPSTREAM_ECHO_KEY",
         )
         assert get_project(engine, key="demo").default_model_id == model.id
     finally:

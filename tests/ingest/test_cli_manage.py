@@ -67,11 +67,15 @@ def test_models_list_get_update_and_detach(store: tuple[dict[str, str], Engine])
     assert "m1\tm1\thttp://127.0.0.1:9" in _run(env, "models", "list")
     _run(
         env, "models", "update", "m1", "--upstream", "http://a:1/v1", "--upstream", "http://b:2/v1",
-        "--multimodal", "--timeout", "7", "--api-key-env", "M1_KEY",
+        "--multimodal", "--timeout", "7", "--api-key-env", "INTERLOG_UPSTREAM_M1_KEY",
     )  # fmt: skip
     shown = _run(env, "models", "get", "m1")
     assert "http://a:1/v1 http://b:2/v1" in shown and "multimodal      yes" in shown
-    assert "M1_KEY" in shown and "timeout         7.0" in shown and "projects        shop" in shown
+    assert (
+        "INTERLOG_UPSTREAM_M1_KEY" in shown
+        and "timeout         7.0" in shown
+        and "projects        shop" in shown
+    )
     _run(env, "models", "update", "m1", "--upstream", "ftp://nope", code=1)
     assert "detached" in _run(env, "models", "detach", "shop", "m1")
     assert "projects        -" in _run(env, "models", "get", "m1")

@@ -34,13 +34,13 @@ def test_gateway_logs_streams_and_answers_but_never_unstored_requests_or_secrets
             engine,
             key="m1",
             upstream_urls=[upstream],
-            api_key_env="DEMO_UPSTREAM_KEY",
+            api_key_env="INTERLOG_UPSTREAM_DEMO_KEY",
             multimodal=True,
         )
         attach_model(engine, project_key="proj", model_key="m1", default=True)
         api_key = create_api_key(engine, project_key="proj").secret
         env = {
-            "DEMO_UPSTREAM_KEY": upstream_key,
+            "INTERLOG_UPSTREAM_DEMO_KEY": upstream_key,
             "INTERLOG_JOURNAL_DIR": str(journal_dir),
             # A slow writer, so the interactions are still in the journal when we read it.
             "INTERLOG_WRITER_INTERVAL": "8",

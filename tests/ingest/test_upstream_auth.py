@@ -21,14 +21,16 @@ def test_the_key_named_on_the_model_goes_upstream_and_nowhere_else(
     with fixed_upstream(chat_answer("hi")) as (upstream, seen):
         engine = create_store_engine(sqlite_url)
         create_project(engine, key="proj")
-        create_model(engine, key="keyed", upstream_urls=[upstream], api_key_env="UPSTREAM_KEY")
+        create_model(
+            engine, key="keyed", upstream_urls=[upstream], api_key_env="INTERLOG_UPSTREAM_KEY"
+        )
         create_model(engine, key="open", upstream_urls=[upstream])
         attach_model(engine, project_key="proj", model_key="keyed", default=True)
         attach_model(engine, project_key="proj", model_key="open")
         api_key = create_api_key(engine, project_key="proj").secret
         engine.dispose()
         journal = tmp_path / "journal"
-        env = {"UPSTREAM_KEY": secret, "INTERLOG_JOURNAL_DIR": str(journal)}
+        env = {"INTERLOG_UPSTREAM_KEY": secret, "INTERLOG_JOURNAL_DIR": str(journal)}
         with gateway(sqlite_url, tmp_path, env=env) as base_url:
             ids = []
             for model in ("proj", "proj/open"):

@@ -65,8 +65,12 @@ def test_update_model_changes_only_what_is_given(engine: Engine) -> None:
     )
     assert model.upstream_urls == ["http://a:1/v1", "http://b:2/v1"]
     assert (model.timeout, model.connect_timeout, model.multimodal) == (9.5, None, False)
-    model = update_model(engine, key="m1", multimodal=True, api_key_env="UPSTREAM_KEY")
-    assert (model.multimodal, model.api_key_env, model.timeout) == (True, "UPSTREAM_KEY", 9.5)
+    model = update_model(engine, key="m1", multimodal=True, api_key_env="INTERLOG_UPSTREAM_KEY")
+    assert (model.multimodal, model.api_key_env, model.timeout) == (
+        True,
+        "INTERLOG_UPSTREAM_KEY",
+        9.5,
+    )
     assert model_projects(engine, key="m1") == ["p1"]
     with pytest.raises(InvalidInputError):
         update_model(engine, key="m1", upstream_urls=["ftp://x"])
