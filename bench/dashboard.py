@@ -1,383 +1,340 @@
-"""Dashboard responsiveness on a large store: every page rendered by Streamlit's AppTest.
+"""Dashboard on realistic stores: the first page in a NEW dashboard process, then every page.
 
-The store: generated interactions (short texts, 3-5 labels each, two metrics on a fraction),
-plus 4-turn sessions and an A/B test over two of the three models. Generating it takes minutes, so
-it is kept in .bench-cache/ (gitignored) and copied for each run. The pages run the way a browser
-session drives them (sign-in switched off on loopback). Per step, "cold" is the step's run right
-after every Streamlit cache was cleared and a sync was asked for (as after new data: the DuckDB
-copy syncs, every query runs), "warm" the same step again with the caches filled; medians over
---runs. The first page view of a new dashboard process also builds the DuckDB copy of the whole
-store: timed once, apart.
-Target: every page within 2 s.
+The stores are bench/query.py's (bench/realistic.py's interactions, about 3 KB of text each):
+the SQLite store .bench-cache/realistic-N.db and the PostgreSQL database
+interlog_bench_realistic_N, each with its analytics store built (`python -m bench query --steps
+build` makes both when missing). The dashboard only reads them: a store whose analytics store
+is not built is refused (the dashboard would build it first), and a run during which another
+process wrote to the store (the dashboard then waits for, or does, a catch-up) is flagged.
 
-    .venv/bin/python bench/dashboard.py [--rows 1000000] [--runs 3] [--no-browser]
+Per backend and run, in a real headless Chromium (bench/dashboard_browser.py), started before
+the dashboard so that its own start-up does not count:
+1. `interlog dashboard` (`streamlit run`, sign-in off on loopback) starts as a NEW process; timed
+   from that start until the first page (Overview: totals, charts and the per-model table of
+   every interaction) has settled in the browser with its data. The CPU seconds the dashboard's
+   processes used until then (less noisy than wall time on a shared machine), and RSS of the
+   dashboard process (the Streamlit server; the browser's memory is not the dashboard's).
+2. Each other page from the page menu, its first view (its own reads not cached yet).
+3. After the data-version period (dashboard.context.REFRESH_SECONDS), every page again: the
+   warm view (the version is looked up again, the data did not change, so the page comes from
+   the caches). RSS of the dashboard process after.
+Medians over --runs new processes. Target: the first page in a new process within 3 s
+(bench/report.py DASHBOARD_TARGETS).
+
+    .venv/bin/python bench/dashboard.py [--rows 1000000] [--runs 3] [--backends sqlite,postgres]
+        [--sqlite PATH] [--postgres URL]
     python -m bench dashboard [ARGS]   # the same, and writes the docs/benchmarks.md section
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import random
-import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-CACHE = ROOT / ".bench-cache"
-APP = str(ROOT / "dashboard" / "app.py")
-SESSION_TURNS = 4
-AB_TEST = "m1-vs-m2"
-FILTERED_PAGES = ("overview", "interactions", "export")
+import psutil  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench import dashboard_browser, report, services  # noqa: E402
 
-# -- the generated rows (3-5 labels each, two metrics on a fraction) ---------------------------
+if TYPE_CHECKING:
+    import subprocess
 
-CHUNK = 100_000
-INTERACTION_COLUMNS = (
-    "completion_id", "choice_index", "project_id", "model_id", "session_id", "user_id", "labels",
-    "messages", "params", "completion", "finish_reason", "prompt_tokens", "completion_tokens",
-    "ttft_ms", "latency_ms", "status", "source", "created_at",
-)  # fmt: skip
+    from selenium.webdriver.remote.webdriver import WebDriver
 
-
-def _labels(rng: random.Random) -> dict[str, str]:
-    labels = {
-        "team": f"t{rng.randrange(50)}",
-        "env": rng.choice(("prod", "staging", "dev")),
-        "customer": f"c{rng.randrange(1000)}",
-    }
-    if rng.random() < 0.5:
-        labels["feature"] = f"f{rng.randrange(20)}"
-    if rng.random() < 0.5:
-        labels["region"] = rng.choice(("eu", "us", "ap", "sa", "af"))
-    return labels
+ROWS = 1_000_000
+RUNS = 3
+POLL_SECONDS = 0.02  # how often the dashboard's health endpoint is asked while it starts
 
 
-def generate(
-    rows: int, seed: int = 1
-) -> Iterator[tuple[list[tuple[Any, ...]], list[Any], list[Any]]]:
-    """Chunks of (interactions, labels, metric values) as plain tuples, storage-format strings."""
-    rng = random.Random(seed)
-    start = datetime.now(UTC) - timedelta(days=30)
-    step = timedelta(days=30) / rows
-    for offset in range(0, rows, CHUNK):
-        interactions: list[tuple[Any, ...]] = []
-        labels: list[Any] = []
-        values: list[Any] = []
-        for i in range(offset, min(rows, offset + CHUNK)):
-            cid = uuid.UUID(int=rng.getrandbits(128)).hex
-            label = _labels(rng)
-            created = (start + step * i).strftime("%Y-%m-%d %H:%M:%S.%f")
-            latency = rng.gammavariate(4.0, 60.0)
-            interactions.append((
-                cid, 0, 1, 1 + i % 3, uuid.UUID(int=rng.getrandbits(128)).hex, f"u{i % 5000}",
-                json.dumps(label), json.dumps([{"role": "user", "content": f"question {i}"}]), "{}",
-                f"answer {i}", "stop", rng.randrange(10, 500), rng.randrange(10, 800),
-                latency / 4, latency, "error" if rng.random() < 0.02 else "ok", "LIVE", created,
-            ))  # fmt: skip
-            labels.extend((cid, 1, key, value) for key, value in label.items())
-            if rng.random() < 0.2:
-                values.append(
-                    (uuid.UUID(int=rng.getrandbits(128)).hex, cid, 1, rng.random(), created)
-                )
-            if rng.random() < 0.1:
-                values.append(
-                    (
-                        uuid.UUID(int=rng.getrandbits(128)).hex,
-                        cid,
-                        2,
-                        float(rng.random() < 0.7),
-                        created,
-                    )
-                )
-        yield interactions, labels, values
+# -- the stores ---------------------------------------------------------------------------------
 
 
-LABEL_COLUMNS = ("completion_id", "project_id", "key", "value")
-VALUE_COLUMNS = ("id", "completion_id", "metric_id", "value", "created_at")
+def store_url(backend: str, args: argparse.Namespace) -> str:
+    """The store of BACKEND: --sqlite/--postgres, else bench/query.py's cached one (which that
+    helper generates when missing)."""
+    from bench import query
+
+    results = query.Results()
+    if backend == "sqlite":
+        if args.sqlite:
+            return f"sqlite:///{Path(args.sqlite).resolve()}"
+        return query.sqlite_store(args.rows, fresh=False, res=results)
+    if backend == "postgres":
+        return str(args.postgres or query.postgres_store(args.rows, fresh=False, res=results))
+    raise SystemExit(f"unknown backend {backend!r}: sqlite or postgres")
 
 
-def _insert(table: str, columns: tuple[str, ...]) -> str:
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+@dataclass(frozen=True)
+class StoreState:
+    """What the analytics store holds (interactions, latest snapshot), and whether the store
+    has rows it lacks: changes there during a run mean another process wrote to the store."""
+
+    rows: int
+    snapshot: int
+    pending: bool
 
 
-def _catalog_rows(now: str) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    urls = '["http://127.0.0.1:9/v1"]'
-    return [
-        (_insert("project", ("id", "key", "name", "created_at")), [(1, "bot", "Bot", now)]),
-        (
-            _insert("model", ("id", "key", "name", "upstream_urls", "multimodal", "created_at")),
-            [(i, f"m{i}", f"Model {i}", urls, False, now) for i in (1, 2, 3)],
-        ),
-        (
-            _insert("metric", ("id", "project_id", "key", "name", "kind", "scoring", "created_at")),
-            [
-                (1, 1, "quality", "Quality", "scalar", "higher_is_better", now),
-                (2, 1, "thumbs", "Thumbs", "bool", "higher_is_better", now),
-            ],
-        ),
-    ]
-
-
-def load_sqlite(path: Path, rows: int) -> None:
-    """The toy store: stdlib sqlite3 executemany, one transaction per chunk."""
-    import migrations
-
-    migrations.upgrade(f"sqlite:///{path}")
-    connection = sqlite3.connect(path)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=OFF")
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    for sql, values in _catalog_rows(now):
-        connection.executemany(sql, values)
-    for interactions, labels, values in generate(rows):
-        connection.executemany(_insert("interaction", INTERACTION_COLUMNS), interactions)
-        connection.executemany(_insert("interaction_label", LABEL_COLUMNS), labels)
-        connection.executemany(_insert("metric_value", VALUE_COLUMNS), values)
-        connection.commit()
-    connection.close()
-
-
-def query_store(rows: int) -> Path:
-    """The toy store of `rows` interactions, generated once into .bench-cache/."""
-    cache = CACHE / f"query-{rows}.db"
-    if not cache.exists():
-        CACHE.mkdir(exist_ok=True)
-        partial = cache.with_suffix(".partial")
-        partial.unlink(missing_ok=True)
-        started = time.perf_counter()
-        load_sqlite(partial, rows)
-        partial.rename(cache)
-        print(f"generated {rows:,} interactions in {time.perf_counter() - started:.0f} s")
-    return cache
-
-
-def _add_sessions_and_ab_test(path: Path) -> None:
-    """Group the rows into SESSION_TURNS-turn sessions; put models m1 and m2 in an A/B test."""
-    import migrations
-    from store.abtests import create_ab_test
-    from store.catalog import attach_model
+def store_state(url: str) -> StoreState:
+    """The store's StoreState; refuses a store whose analytics store is not built (the
+    dashboard would build it first: minutes of writing). Reads only: the relational store
+    through SQLAlchemy, the analytics store's catalog through DuckDB (never a SQLite store file
+    through DuckDB)."""
+    from store.analytics import changes
+    from store.analytics.lake import LAKE, drop_lake, lake_for
+    from store.analytics.sync import read_state
     from store.db import create_store_engine
 
-    url = f"sqlite:///{path}"
-    migrations.upgrade(url)
     engine = create_store_engine(url)
+    lake = lake_for(engine)
     try:
-        for model in ("m1", "m2", "m3"):
-            attach_model(engine, project_key="bot", model_key=model, default=model == "m3")
-        test = create_ab_test(
-            engine,
-            project_key="bot",
-            key=AB_TEST,
-            variants=[{"model": "m1", "weight": 1}, {"model": "m2", "weight": 1}],
-            metric_key="quality",
-        )
+        con = lake.open()
+        state = read_state(con.cursor())[0] if con is not None else None
+        if con is None or state is None or not state.complete:
+            raise RuntimeError(
+                f"the analytics store of {url} is not built: `python -m bench query --steps "
+                "build` builds it"
+            )
+        with engine.connect() as connection:
+            feed = changes.feed_for(connection)
+            pending = bool(feed.pending(connection, state.position))
+        rows, snapshot = con.execute(
+            "SELECT (SELECT count(*) FROM interactions), "
+            f"(SELECT max(snapshot_id) FROM ducklake_snapshots('{LAKE}'))"
+        ).fetchone() or (0, 0)
+        return StoreState(int(rows), int(snapshot), pending)
     finally:
+        drop_lake(engine)
         engine.dispose()
-    connection = sqlite3.connect(path)
-    try:
-        connection.execute(
-            "UPDATE interaction SET ab_test_id = ?, "
-            "ab_variant = CASE model_id WHEN 1 THEN 'm1' ELSE 'm2' END WHERE model_id IN (1, 2)",
-            (test.id,),
-        )
-        connection.execute(
-            "UPDATE interaction SET session_id = (SELECT first.session_id FROM interaction first "
-            f"WHERE first.rowid = interaction.rowid - (interaction.rowid - 1) % {SESSION_TURNS})"
-        )
-        connection.commit()
-    finally:
-        connection.close()
 
 
-def dashboard_store(rows: int) -> Path:
-    """The dashboard's bench store (query store + sessions + A/B test), built once."""
-    path = CACHE / f"dashboard-{rows}.db"
-    if not path.exists():
-        partial = path.with_suffix(".partial")
-        partial.unlink(missing_ok=True)
-        shutil.copyfile(query_store(rows), partial)
-        _add_sessions_and_ab_test(partial)
-        partial.rename(path)
-    return path
+# -- one dashboard process ----------------------------------------------------------------------
+
+
+def cpu_s(process: psutil.Process) -> float:
+    """CPU seconds (user + system) the dashboard's process tree has used since it started: less
+    noisy than wall time on a shared machine, and a floor for it on an idle one with as many
+    cores as the dashboard keeps busy."""
+    tree = [process, *process.children(recursive=True)]
+    return sum(sum(p.cpu_times()[:2]) for p in tree if p.is_running())
+
+
+def rss_mb(process: psutil.Process) -> dict[str, float]:
+    """RSS of the dashboard process (the Streamlit server) and of its whole process tree
+    (`interlog dashboard`'s CLI process, the server, any sync child), in MB."""
+    tree = [process, *process.children(recursive=True)]
+    sizes = {p.pid: p.memory_info().rss / 1e6 for p in tree if p.is_running()}
+    server = next((p for p in tree if "streamlit" in " ".join(p.cmdline())), process)
+    return {"rss_mb": sizes.get(server.pid, 0.0), "tree_mb": sum(sizes.values())}
+
+
+def _wait_healthy(url: str, child: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll the dashboard's health endpoint every POLL_SECONDS until it answers."""
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise RuntimeError(f"the dashboard exited:\n{log.read_text(errors='replace')[-2000:]}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(POLL_SECONDS)
+    raise TimeoutError(f"{url} did not answer within 120 s")
+
+
+@contextmanager
+def dashboard_process(url: str, workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`interlog dashboard` on the store at URL, sign-in off (loopback); stopped by PID."""
+    port = services.free_port()
+    env = {"INTERLOG_DATABASE_URL": url, "INTERLOG_DASHBOARD_AUTH": "false"}
+    command = [sys.executable, "-m", "ingest", "dashboard", "--host", "127.0.0.1"]
+    log = workdir / f"dashboard-{port}.log"
+    with services.process([*command, "--port", str(port)], log=log, env=env) as child:
+        base = f"http://127.0.0.1:{port}"
+        _wait_healthy(f"{base}/_stcore/health", child, log)
+        yield base, child
+
+
+def refresh_seconds() -> float:
+    """The dashboard's data-version period (dashboard.context.REFRESH_SECONDS), read without
+    Streamlit's warnings about caches used outside a running app."""
+    import logging
+
+    import streamlit  # noqa: F401  (configures its loggers, which the next lines quieten)
+
+    for api in ("cache_data_api", "cache_resource_api"):
+        logging.getLogger(f"streamlit.runtime.caching.{api}").setLevel(logging.ERROR)
+    from dashboard.context import REFRESH_SECONDS
+
+    return float(REFRESH_SECONDS)
+
+
+def one_run(url: str, workdir: Path) -> dict[str, Any]:
+    """A new dashboard process in front of an open browser: the first page (seconds from the
+    process start, and when it answered), RSS then, each other page's first view, every page's
+    warm view, RSS after."""
+    with dashboard_browser.chromium() as driver:
+        started = time.perf_counter()
+        with dashboard_process(url, workdir) as (base, child):
+            healthy = time.perf_counter() - started
+            dashboard_browser.first_page(driver, base)
+            first = time.perf_counter() - started
+            process = psutil.Process(child.pid)
+            first_cpu = cpu_s(process)
+            after_first = rss_mb(process)
+            views = _page_views(driver)
+            time.sleep(refresh_seconds() + 1)
+            warm = _page_views(driver, overview=True)
+            after = rss_mb(process)
+    return {
+        "first_page_s": first,
+        "healthy_s": healthy,
+        "first_cpu_s": first_cpu,
+        "first_rss_mb": after_first["rss_mb"],
+        "first_tree_mb": after_first["tree_mb"],
+        "first_view": views,
+        "warm_view": warm,
+        "after_rss_mb": after["rss_mb"],
+        "after_tree_mb": after["tree_mb"],
+    }
+
+
+def _page_views(driver: WebDriver, *, overview: bool = False) -> dict[str, float]:
+    """Seconds per page, visited from the menu in order (Overview last when asked)."""
+    pages = [*dashboard_browser.OTHER_PAGES, *([dashboard_browser.OVERVIEW] if overview else [])]
+    return {page: dashboard_browser.visit(driver, page, text) for page, text in pages}
+
+
+# -- per backend, over runs ---------------------------------------------------------------------
 
 
 @dataclass
-class Step:
-    """One thing a user does on a page: `prepare` (untimed) sets the state before it, `act`
-    is the timed run."""
-
-    page: str
+class Backend:
     name: str
-    prepare: Callable[[], object]
-    act: Callable[[], object]
+    url: str
+    before: StoreState
 
 
-def _checked(app: Any) -> Any:
-    if app.exception:
-        raise RuntimeError(app.exception[0].message)
-    return app
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-run numbers' medians (page times per page)."""
+    out: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            out[key] = {page: statistics.median(r[key][page] for r in runs) for page in value}
+        else:
+            out[key] = statistics.median(r[key] for r in runs)
+    return out
 
 
-def _steps(app: Any) -> list[Step]:
-    def go(page: str, *, team: str | None = None) -> None:
-        """On `page` with the label filter team=<team> (or none), page 1, nothing open."""
-        _checked(app.switch_page(f"views/{page}.py").run())
-        if page not in FILTERED_PAGES:
-            return
-        if app.multiselect(key="f_label_keys").value:
-            _checked(app.multiselect(key="f_label_keys").set_value([]).run())
-        if page == "interactions":
-            app.number_input(key="page_number").set_value(1)
-            _checked(app.selectbox(key="open_completion").set_value("").run())
-        if team is not None:
-            _checked(app.multiselect(key="f_label_keys").set_value(["team"]).run())
-            _checked(app.multiselect(key="f_label_team").set_value([team]).run())
-
-    def label_filter(page: str) -> Callable[[], object]:
-        def prepare() -> None:
-            go(page)
-            _checked(app.multiselect(key="f_label_keys").set_value(["team"]).run())
-
-        return prepare
-
-    def set_team() -> object:
-        return _checked(app.multiselect(key="f_label_team").set_value(["t7"]).run())
-
-    def open_first() -> object:
-        first = app.session_state["interactions_page_ids"][0]
-        return _checked(app.selectbox(key="open_completion").set_value(first).run())
-
-    def prepare_csv() -> object:
-        button = next(b for b in app.button if b.label == "Prepare CSV file")
-        return _checked(button.click().run())
-
-    def switch(page: str) -> Callable[[], object]:
-        return lambda: _checked(app.switch_page(f"views/{page}.py").run())
-
-    def page_200() -> object:
-        return _checked(app.number_input(key="page_number").set_value(200).run())
-
-    return [
-        Step("Overview", "all interactions", lambda: go("interactions"), switch("overview")),
-        Step("Overview", "label filter team=t7", label_filter("overview"), set_team),
-        Step("Interactions", "page 1 of all", lambda: go("overview"), switch("interactions")),
-        Step("Interactions", "page 200 of all", lambda: go("interactions"), page_200),
-        Step("Interactions", "label filter team=t7", label_filter("interactions"), set_team),
-        Step(
-            "Interactions",
-            f"open a conversation (+ its {SESSION_TURNS}-turn session)",
-            lambda: go("interactions", team="t7"),
-            open_first,
-        ),
-        Step("Metrics", "metric definitions", lambda: go("overview"), switch("metrics")),
-        Step("A/B tests", f"{AB_TEST}: traffic, report", lambda: go("metrics"), switch("ab_tests")),
-        Step("Export", "all interactions (count only)", lambda: go("metrics"), switch("export")),
-        Step("Export", "label filter team=t7", label_filter("export"), set_team),
-        Step("Export", "prepare CSV of team=t7", lambda: go("export", team="t7"), prepare_csv),
-    ]  # fmt: skip
-
-
-def _seconds(step: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    step()
-    return time.perf_counter() - started
-
-
-def measure(runs: int) -> dict[str, Any]:
-    """{"first_view": s, "steps": [{page, step, cold, warm}]} on the store the settings name."""
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
-    from dashboard.context import SYNC_NOW_KEY
-
-    app = AppTest.from_file(APP, default_timeout=900)
-    first_view = _seconds(lambda: _checked(app.run()))
-    steps = _steps(app)
-    cold: dict[str, list[float]] = {step.name + step.page: [] for step in steps}
-    warm: dict[str, list[float]] = {step.name + step.page: [] for step in steps}
-    for _ in range(runs):
-        for step in steps:
-            step.prepare()
-            st.cache_data.clear()
-            app.session_state[SYNC_NOW_KEY] = True
-            cold[step.name + step.page].append(_seconds(step.act))
-            warm[step.name + step.page].append(_seconds(step.act))
+def measure(backend: Backend, runs: int, workdir: Path) -> dict[str, Any]:
+    """RUNS new dashboard processes on one store: the medians, and each run's first page."""
+    results = []
+    for number in range(runs):
+        result = one_run(backend.url, workdir)
+        results.append(result)
+        print(
+            f"  {backend.name} run {number + 1}: first page {result['first_page_s']:.2f} s "
+            f"(server up {result['healthy_s']:.2f} s, CPU {result['first_cpu_s']:.2f} s), "
+            f"RSS {result['first_rss_mb']:.0f} MB",
+            flush=True,
+        )
+    after = store_state(backend.url)
+    quiet = not backend.before.pending and after == backend.before
+    if not quiet:
+        print(f"  {backend.name}: another process wrote to the store during the run", flush=True)
     return {
-        "first_view": first_view,
-        "steps": [
-            {
-                "page": step.page,
-                "step": step.name,
-                "cold": statistics.median(cold[step.name + step.page]),
-                "warm": statistics.median(warm[step.name + step.page]),
-            }
-            for step in steps
-        ],
+        "backend": backend.name,
+        "store": make_url(backend.url).render_as_string(hide_password=True),
+        "rows": backend.before.rows,
+        **median_of(results),
+        "first_page_runs": [r["first_page_s"] for r in results],
+        "quiet": quiet,
     }
 
 
-def run(rows: int, runs: int, *, browser: bool) -> dict[str, Any]:
-    """Prepare (or reuse) the store, copy it, and time the pages on the copy (also in headless
-    Chromium when `browser`: bench/dashboard_browser.py)."""
-    from bench import dashboard_browser
-    from store.settings import get_settings
-
-    source = dashboard_store(rows)
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every backend asked for: check its store, then measure."""
+    problem = dashboard_browser.missing()
+    if problem:
+        raise SystemExit(f"bench/dashboard.py {problem}")
     started = time.perf_counter()
+    backends: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="interlog-bench-dash-") as tmp:
-        path = Path(tmp) / "store.db"
-        shutil.copyfile(source, path)
-        os.environ["INTERLOG_DATABASE_URL"] = f"sqlite:///{path}"
-        os.environ["INTERLOG_DASHBOARD_AUTH"] = "false"
-        os.environ["INTERLOG_DASHBOARD_HOST"] = "127.0.0.1"
-        get_settings.cache_clear()
-        result = measure(runs)
-        if browser and dashboard_browser.available():
-            result["browser"] = dashboard_browser.measure(f"sqlite:///{path}")
-    result.update(rows=rows, runs=runs, seconds=time.perf_counter() - started)
-    result["load_average"] = list(os.getloadavg())
-    return result
+        for name in [b for b in args.backends.split(",") if b]:
+            if name == "postgres" and services.postgres_available():
+                backends.append({"backend": name, "error": services.postgres_available()})
+                continue
+            url = store_url(name, args)
+            backend = Backend(name, url, store_state(url))
+            print(f"{name}: {backend.before.rows:,} interactions, {url}", flush=True)
+            backends.append(measure(backend, args.runs, Path(tmp)))
+    return {
+        "rows": args.rows,
+        "runs": args.runs,
+        "backends": backends,
+        "seconds": time.perf_counter() - started,
+        "load_average": list(os.getloadavg()),
+    }
 
 
 def print_result(result: dict[str, Any]) -> None:
-    print(f"first page view (builds the DuckDB copy): {result['first_view']:.1f} s")
-    print(f"{'page':<13} {'step':<46} {'cold s':>7} {'warm s':>7}")
-    for row in result["steps"]:
-        print(f"{row['page']:<13} {row['step']:<46} {row['cold']:>7.2f} {row['warm']:>7.2f}")
-    browser = result.get("browser")
-    if browser:
-        print(f"headless Chromium, first view: {browser['first_view']:.1f} s")
-        print(f"{'page':<13} {'first visit s':>14} {'again s':>8}")
-        for row in browser["pages"]:
-            print(f"{row['page']:<13} {row['first']:>14.2f} {row['again']:>8.2f}")
+    """Per backend: the first page and RSS, then every page's first and warm view."""
+    for backend in result["backends"]:
+        name = backend["backend"]
+        if "error" in backend:
+            print(f"{name:<9} skipped: {backend['error']}")
+            continue
+        runs = ", ".join(f"{s:.2f}" for s in backend["first_page_runs"])
+        print(
+            f"{name:<9} {backend['rows']:,} interactions; first page in a new process "
+            f"{backend['first_page_s']:.2f} s (runs: {runs}; server answered after "
+            f"{backend['healthy_s']:.2f} s; dashboard CPU {backend['first_cpu_s']:.2f} s); "
+            f"RSS {backend['first_rss_mb']:.0f} MB"
+            + ("" if backend.get("quiet", True) else " (another process wrote to the store)")
+        )
+        print(f"{'':<9} {'page':<13} {'first view s':>13} {'warm view s':>12}")
+        for page, warm in backend["warm_view"].items():
+            first = backend["first_view"].get(page)
+            shown = f"{first:>13.2f}" if first is not None else f"{'(first page)':>13}"
+            print(f"{'':<9} {page:<13} {shown} {warm:>12.2f}")
+        print(
+            f"{'':<9} RSS after every page: {backend['after_rss_mb']:.0f} MB "
+            f"(process tree {backend['after_tree_mb']:.0f} MB)"
+        )
+    for check in report.dashboard_targets(result):
+        verdict = {True: "met", False: "MISSED", None: "n/a"}[check["met"]]
+        print(f"  {verdict:<7} {check['target']}: {check['measured']}  {check['gap']}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench dashboard", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument("--rows", type=int, default=ROWS, help="interactions in each store")
+    parser.add_argument("--runs", type=int, default=RUNS, help="new dashboard processes (median)")
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--sqlite", help="an existing SQLite store file to use")
+    parser.add_argument("--postgres", help="an existing PostgreSQL store URL to use")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument(
-        "--browser",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also time the pages in headless Chromium (when chromium is installed)",
-    )
-    args = parser.parse_args(argv)
-    result = run(args.rows, args.runs, browser=args.browser)
+    services.stop_on_sigterm()
+    result = run(parse_args(argv))
     print_result(result)
     return result
 

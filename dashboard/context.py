@@ -9,6 +9,9 @@ rerun is served from the caches.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,6 +28,10 @@ PRINCIPAL_KEY = "interlog_principal"
 PROJECTS_TTL_SECONDS = 30
 REFRESH_SECONDS = 10
 SYNC_NOW_KEY = "interlog_sync_now"
+#: Modules the first page of a new process needs only after its analytics queries: scipy.stats
+#: for the metric intervals (store/stats.py; about a second to import) and pyarrow for the
+#: frames. See `_late_imports`.
+LATE_IMPORTS = ("pyarrow", "scipy.stats")
 
 
 @st.cache_resource(show_spinner=False)
@@ -60,9 +67,26 @@ def _checked_stores() -> set[str]:
     return set()
 
 
+def _import_late() -> None:
+    for name in LATE_IMPORTS:
+        with contextlib.suppress(ImportError):  # the page that needs it reports it
+            importlib.import_module(name)
+
+
+@st.cache_resource(show_spinner=False)
+def _late_imports() -> threading.Thread:
+    """Import LATE_IMPORTS in a thread, once per process, started as the first run attaches the
+    analytics store: DuckDB's attach and the overview's queries run in native code without the
+    GIL, so the import proceeds beside them instead of after them (it is pure Python)."""
+    thread = threading.Thread(target=_import_late, name="interlog-late-imports", daemon=True)
+    thread.start()
+    return thread
+
+
 def current_data_version(engine: Engine, database_url: str) -> DataVersion:
     """The analytics data's version: checked at most every REFRESH_SECONDS, or now if asked."""
     if database_url not in _checked_stores():
+        _late_imports()
         # The shared analytics store is built once (by the gateway's sync owner, or here for a
         # store no service runs on: a child process reads it at about 50,000 rows/s).
         with st.spinner("Bringing the analytics store up to date…"):

@@ -65,7 +65,8 @@ for test in tests:
         if report.metric_kind == "bool":
             what = "true-rate"
         scored = frame[frame["estimate"].notna()]
-        st.altair_chart(
+        charts.draw(
+            st,
             charts.means_with_intervals(
                 scored,
                 group="variant",
@@ -74,7 +75,6 @@ for test in tests:
                 high="ci_high",
                 title=f"{report.metric or 'preference'}: {what} with 95% interval",
             ),
-            width="stretch",
         )
         shown = ["variant", "is_control", "n", "observations", "estimate", "ci_low", "ci_high"]
         shown += ["difference", "p_value", "significant"]

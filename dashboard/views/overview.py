@@ -63,9 +63,9 @@ if not over_time.empty:
         if f"{key}_mean" in over_time and over_time[f"{key}_mean"].notna().any()
     ]
     for index, (column, title) in enumerate(lines):
-        (left if index % 2 == 0 else right).altair_chart(
+        charts.draw(
+            left if index % 2 == 0 else right,
             charts.line_over_time(over_time, time="time", value=column, title=title),
-            width="stretch",
         )
 else:
     st.info("No interactions with a model match these filters.")
@@ -87,7 +87,8 @@ else:
     means = [key for key in metric_keys if by_model.get(f"{key}_n", pd.Series([0])).sum() > 0]
     chart_columns = st.columns(2)
     for index, key in enumerate(means):
-        chart_columns[index % 2].altair_chart(
+        charts.draw(
+            chart_columns[index % 2],
             charts.means_with_intervals(
                 by_model[by_model[f"{key}_n"] > 0],
                 group="model",
@@ -96,5 +97,4 @@ else:
                 high=f"{key}_ci_high",
                 title=f"{key}: mean and 95% interval",
             ),
-            width="stretch",
         )
