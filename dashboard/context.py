@@ -28,10 +28,9 @@ PRINCIPAL_KEY = "interlog_principal"
 PROJECTS_TTL_SECONDS = 30
 REFRESH_SECONDS = 10
 SYNC_NOW_KEY = "interlog_sync_now"
-#: Modules the first page of a new process needs only after its analytics queries: scipy.stats
-#: for the metric intervals (store/stats.py; about a second to import) and pyarrow for the
-#: frames. See `_late_imports`.
-LATE_IMPORTS = ("pyarrow", "scipy.stats")
+#: Modules the first page of a new process needs only after its analytics queries: pyarrow for
+#: the frames. See `_late_imports`. (The metric intervals need no scipy: store/stats.py.)
+LATE_IMPORTS = ("pyarrow",)
 
 
 @st.cache_resource(show_spinner=False)

@@ -59,6 +59,10 @@ class JournalWriter:
         self.interval = interval
         self.stats = WriterStats()
         self._wake = asyncio.Event()
+        # Ends a back-off early: only a caller waiting for its rows (ensure_written) or the
+        # shutdown, never new traffic (capture wakes the writer on every append once a batch is
+        # waiting, which during an outage turned the back-off into a retry per request).
+        self._hurry = asyncio.Event()
         self._progress = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -75,6 +79,7 @@ class JournalWriter:
         """Drain what is pending (at most `drain_timeout` seconds), stop, close the journal."""
         self._stopping = True
         self._wake.set()
+        self._hurry.set()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout=drain_timeout)
@@ -99,6 +104,7 @@ class JournalWriter:
             if not waiting:
                 return
             self._wake.set()
+            self._hurry.set()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"{len(waiting)} interactions are not yet stored")
@@ -143,9 +149,11 @@ class JournalWriter:
             self._progress.set()
 
     async def _sleep(self, seconds: float) -> None:
-        """Back off, but wake early when asked (ensure_written, shutdown)."""
+        """Back off, but wake early when asked by ensure_written or the shutdown (not by new
+        traffic)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            await asyncio.wait_for(self._hurry.wait(), timeout=seconds)
+        self._hurry.clear()
 
     def _write_batch(self, batch: list[PendingEntry]) -> int:
         """Store a batch (runs in a thread); returns how many records the store refused.

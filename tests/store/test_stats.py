@@ -61,3 +61,23 @@ def test_proportion_statistics_refuse_counts_that_are_not_counts() -> None:
     assert two_proportion_p_value(10, NAN, 10, 3) is None
     assert two_proportion_p_value(10, 3, 10, INF) is None
     assert two_proportion_p_value(10, 3, 10, 7) == pytest.approx(0.0736, abs=1e-4)
+
+
+def test_intervals_match_scipy_without_importing_it() -> None:
+    """The summaries' intervals use the standard library (scipy.stats took 1-2 s to import on
+    a new process's first summary); they agree with scipy's quantiles."""
+    from scipy import stats as sp
+
+    from store.stats import Z_95, mean_interval, proportion_interval, t_95
+
+    assert Z_95 == pytest.approx(float(sp.norm.ppf(0.975)), abs=1e-12)
+    for df in [*range(1, 200), 500, 1_000, 10_000, 1_000_000]:
+        assert t_95(df) == pytest.approx(float(sp.t.ppf(0.975, df)), abs=1e-7), df
+    interval = mean_interval(12, 3.0, 4.0)
+    half = float(sp.t.ppf(0.975, 11)) * (4.0 / 12) ** 0.5
+    assert (interval.low, interval.high) == pytest.approx((3.0 - half, 3.0 + half), abs=1e-9)
+    wilson = proportion_interval(40, 10)
+    low, high = sp.binomtest(10, 40).proportion_ci(confidence_level=0.95, method="wilson")
+    assert (wilson.low, wilson.high) == pytest.approx((low, high), abs=1e-9)
+    with pytest.raises(ValueError):
+        t_95(0)
