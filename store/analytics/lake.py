@@ -20,12 +20,27 @@ configuration tables (projects, models, metrics, ab_tests) are read from the rel
 into the process's in-memory DuckDB at most once a second: they are tiny, and read-your-writes
 matters for them (a new metric, an ended A/B test). DuckDB's memory is capped
 (INTERLOG_ANALYTICS_MEMORY_LIMIT); it spills to a temporary directory beyond that.
+
+That cap covers DuckDB's buffer pool only (hash tables, sorts, cached file data), not what its
+operators take from the C library's malloc: an exact quantile keeps every value of its group
+in a plain vector (8 bytes a row per column; p50/p95/p99 of latency and TTFT over 10,000,000
+rows is about 270 MB at its peak, with two threads' partial lists merged). On glibc those
+vectors grow through ever larger blocks that malloc keeps in its heaps after the query, so
+each question added to the process's resident memory: 10,000,000 rows, summary by model, a
+new process peaked at 750-780 MB on its first question and at 1,000-1,130 MB a few questions
+later (bench/query.py, step big). `tune_malloc` gives large blocks their own mappings,
+returned when freed, and `reading` hands free heap memory back after each question: the same
+questions then peak at 860-910 MB. What remains is the process itself (about 270 MB with
+DuckDB, its extensions, pandas and pyarrow loaded), DuckDB's buffer pool (up to the limit:
+the metric join and its per-completion aggregate take most of 512 MB there) and the quantile.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
+import functools
 import os
 import tempfile
 import threading
@@ -63,6 +78,11 @@ ROW_GROUP_ROWS = 16_384
 #: buffers a row group of every file it writes (measured: about 500 MB at its peak).
 SYNC_MEMORY_LIMIT = "512MB"
 INLINE_ROWS = 1_000  # inserts of fewer rows go to the catalog, not to a new Parquet file
+#: glibc malloc: blocks of this size and more get their own mapping, unmapped when freed (see
+#: the module docstring). glibc's default starts at 128 KiB but rises to 32 MiB as large
+#: blocks are freed, so a quantile's growing vectors stayed in the heap afterwards.
+MMAP_THRESHOLD = 1 << 20
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (glibc's malloc.h)
 
 
 @dataclass(frozen=True)
@@ -126,6 +146,39 @@ def load_extensions(con: duckdb.DuckDBPyConnection, *names: str) -> None:
             except Exception:  # duckdb.IOException: not installed here yet
                 duckdb_extensions.import_extension(name, con=con)
                 con.execute(f"LOAD {name}")
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (mallopt and malloc_trim are glibc's), else None."""
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return None
+        return ctypes.CDLL("libc.so.6")
+    except (ValueError, OSError, AttributeError):  # not glibc: musl, macOS, Windows
+        return None
+
+
+@functools.cache
+def tune_malloc() -> bool:
+    """Once per process, before DuckDB allocates: glibc serves blocks of MMAP_THRESHOLD bytes
+    and more from their own mappings, so the memory of DuckDB's untracked vectors goes back
+    to the system when a question ends instead of staying in malloc's heaps. Process-wide,
+    hence left alone when MALLOC_MMAP_THRESHOLD_ says otherwise. True when in force."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+
+
+def release_free_memory() -> None:
+    """Give malloc's free heap pages back to the system (glibc's malloc_trim: well under a
+    millisecond), so that what a question freed is not resident until the next one."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _catalog_exists(engine: Engine, location: LakeLocation) -> bool:
@@ -194,6 +247,7 @@ class Lake:
     def _attach(self, *, create: bool) -> duckdb.DuckDBPyConnection:
         import duckdb
 
+        tune_malloc()
         temp = Path(tempfile.gettempdir()) / f"interlog-duckdb-{os.getpid()}"
         con = duckdb.connect(
             ":memory:",
@@ -332,7 +386,8 @@ class Lake:
 
     @contextlib.contextmanager
     def reading(self, guard: ReadGuard | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor for one question; GUARD interrupts it at its deadline or when cancelled."""
+        """A cursor for one question; GUARD interrupts it at its deadline or when cancelled.
+        Afterwards the memory the question freed goes back to the system (release_free_memory)."""
         con = self.con
         assert con is not None
         cursor = con.cursor()
@@ -349,6 +404,7 @@ class Lake:
             ) from exc
         finally:
             cursor.close()
+            release_free_memory()
 
 
 def _plain(value: Any) -> Any:

@@ -340,6 +340,7 @@ class ReaderProcess:
         self._child: subprocess.Popen[bytes] | None = None
         self._ready = False
         self._directory: str | None = None
+        self.starts = 0  # children started so far (one more after each RSS limit or crash)
 
     @property
     def pid(self) -> int | None:
@@ -473,6 +474,7 @@ class ReaderProcess:
             env=settings_environment(self.settings),
         )
         self._ready = False
+        self.starts += 1
         self._wait_ready(self._child)
         return path
 

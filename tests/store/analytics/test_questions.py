@@ -282,3 +282,100 @@ def test_a_question_past_its_read_timeout_or_cancelled_is_stopped(
     assert not cancelled.value.timed_out
     # The process's analytics connection still answers afterwards.
     assert analytics.count_interactions(engine, scope=ADMIN) == len(data.records)
+
+
+def test_metric_keys_are_grouped_as_bool_and_grouped_them() -> None:
+    import duckdb
+
+    from store.analytics.questions import metric_keys
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE metrics (id INTEGER, project_id INTEGER, key VARCHAR, kind VARCHAR)")
+    con.executemany(
+        "INSERT INTO metrics VALUES (?, ?, ?, ?)",
+        [
+            (1, 1, "quality", "scalar"),
+            (2, 2, "quality", "bool"),  # bool in one project only: scalar
+            (3, 1, "thumbs", "bool"),
+            (4, 2, "thumbs", "bool"),
+            (5, 1, "nokind", None),
+            (6, 1, "half", "bool"),
+            (7, 2, "half", None),  # bool_and leaves NULL out
+            (8, 2, "Zeta", "scalar"),
+        ],
+    )
+    grouped = (
+        "SELECT key, CASE WHEN bool_and(kind = 'bool') THEN 'bool' ELSE 'scalar' END "
+        "FROM metrics {where} GROUP BY key ORDER BY key"
+    )
+    assert metric_keys(con, None) == con.execute(grouped.format(where="")).fetchall()
+    assert metric_keys(con, None) == [
+        ("Zeta", "scalar"),
+        ("half", "bool"),
+        ("nokind", "scalar"),
+        ("quality", "scalar"),
+        ("thumbs", "bool"),
+    ]
+    mine = con.execute(grouped.format(where="WHERE project_id = ?"), [2]).fetchall()
+    assert metric_keys(con, 2) == mine
+    assert mine == [("Zeta", "scalar"), ("half", "scalar"), ("quality", "bool"), ("thumbs", "bool")]
+
+
+def _warnings(question: str, engine: Engine, filters: Filters, scope: int) -> list[str]:
+    """The warnings of one question asked with FILTERS."""
+    if question == "summary":
+        return list(analytics.summary_answer(engine, filters, scope=scope).warnings)
+    if question == "label_values":
+        return list(analytics.label_values_answer(engine, "team", filters, scope=scope).warnings)
+    return list(analytics.interactions(engine, filters, scope=scope).attrs["warnings"])
+
+
+def test_label_keys_are_checked_only_when_the_answer_cannot_vouch_for_them(
+    engine: Engine, data: KnownData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows matching `=`, `in` or `exists` prove their keys exist: the store is asked only for
+    an empty answer. `!=` and metric conditions are checked first, as before."""
+    from store.analytics import questions
+
+    calls: list[Filters | None] = []
+    real = questions.check_filters
+
+    def counted(*args: Any, **kwargs: Any) -> list[str]:
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(questions, "check_filters", counted)
+    missing = "no interaction has label key 'nosuch'"
+    # filters, checks per question, checks by count_interactions, warnings
+    cases: list[tuple[Filters, int, int, list[str]]] = [
+        (Filters(labels={"team": "a"}), 0, 0, []),
+        (Filters(labels=["team=a|b", "env"]), 0, 0, []),
+        (Filters(labels={"nosuch": "x"}), 1, 0, [missing]),
+        (Filters(labels={"team": "a", "nosuch": None}), 1, 0, [missing]),
+        (Filters(labels=["nosuch!=x"]), 1, 1, [missing]),
+        (Filters(labels=["team=a"], metrics=["quality>=0"]), 1, 1, []),
+    ]
+    for filters, checks, count_checks, warnings in cases:
+        for question in ("summary", "label_values", "interactions"):
+            calls.clear()
+            assert _warnings(question, engine, filters, data.project_id) == warnings, filters
+            assert len(calls) == checks, (question, filters)
+        calls.clear()
+        analytics.count_interactions(engine, filters, scope=data.project_id)
+        assert len(calls) == count_checks, filters
+    with pytest.raises(InvalidInputError, match="quality, thumbs"):
+        analytics.summary(engine, Filters(labels={"team": "a"}, metrics=["q>0"]), scope=ADMIN)
+
+
+def test_questions_keep_parquet_footers_in_memory(engine: Engine, data: KnownData) -> None:
+    from store.analytics.lake import lake_for
+
+    analytics.count_interactions(engine, scope=data.project_id)
+    con = lake_for(engine).con
+    assert con is not None
+    cursor = con.cursor()
+    try:
+        setting = cursor.execute("SELECT current_setting('parquet_metadata_cache')").fetchone()
+    finally:
+        cursor.close()
+    assert setting == (True,)

@@ -48,6 +48,10 @@ def reader(store: SharedStore) -> Iterator[ReaderProcess]:
         process.stop()
 
 
+def _approx(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in row.items()}
+
+
 def test_answers_match_this_process(store: SharedStore, reader: ReaderProcess) -> None:
     local = LocalAnalytics(store.engine)
     filters = Filters(labels=["team=a"], metrics=["quality>=0.2"])
@@ -63,7 +67,8 @@ def test_answers_match_this_process(store: SharedStore, reader: ReaderProcess) -
         if name == "label_keys":
             assert got == want != []
         else:
-            assert got.records() == want.records() != []
+            # Parallel aggregates may add floats in another order: equal to the last bits only.
+            assert got.records() == [_approx(row) for row in want.records()] != []
             assert got.warnings == want.warnings
 
 
@@ -92,13 +97,12 @@ def test_export_streams_the_same_rows(store: SharedStore, reader: ReaderProcess)
 def test_a_child_past_its_rss_limit_is_replaced(store: SharedStore) -> None:
     process = ReaderProcess(_settings(store, analytics_reader_max_mb=1))  # always past it
     try:
-        pids = []
         for _ in range(3):
             answer = process.call("summary_answer", None, scope=ADMIN, max_staleness=3600)
             assert sum(row["count"] for row in answer.records()) == len(store.data.records)
-            pids.append(process.pid)
-        # Each child ends after its call; the next call is answered by a new one.
-        assert len({pid for pid in pids if pid is not None}) >= 2
+        # Each child ends after its calls (one arriving while it ends is still answered by it);
+        # a later call is answered by a new one.
+        assert process.starts >= 2
     finally:
         process.stop()
 
@@ -108,11 +112,11 @@ def test_a_killed_child_is_replaced(store: SharedStore) -> None:
     try:
         process.start()
         first = process.pid
-        assert first is not None
+        assert first is not None and process.starts == 1
         os.kill(first, signal.SIGKILL)
         keys = process.call("label_keys", None, scope=ADMIN, max_staleness=3600)
         assert keys == ["env", "team", "tier"]
-        assert process.pid not in (None, first)
+        assert process.starts == 2 and process.pid not in (None, first)
     finally:
         process.stop()
     assert process.pid is None
