@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.journal = journal
         app.state.writer = writer
         await writer.start()
+        app.state.telemetry.start(writer)  # its numbers, for the other workers' /metrics
         # Bulk ingest on a SQLite file: rows are written by a child process (started on use).
         app.state.sqlite_writer = (
             sqlite_writer_for(engine) if settings.sqlite_writer_process else None
@@ -167,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.gather(housekeeping, return_exceptions=True)
             await asyncio.to_thread(_save_housekeeping, app)
             await writer.stop()  # final drain of the journal
+            await app.state.telemetry.stop(writer)
             if app.state.sqlite_writer is not None:
                 await asyncio.to_thread(app.state.sqlite_writer.close)
             await app.state.upstream.close()
@@ -183,7 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.telemetry = Telemetry()
+    app.state.telemetry = Telemetry.from_env()  # shared by `interlog serve`'s workers
     # Chat completions are captured on their own path (InterlogApp); other routes get the limits.
     app.add_middleware(LimitsMiddleware, settings=settings)  # outermost: refuse bad input first
     install_error_handlers(app)

@@ -85,6 +85,7 @@ def serve(
     import uvicorn
 
     from ingest.http_protocol import CoalescingHttpToolsProtocol
+    from ingest.telemetry import share_metrics_between_workers
 
     settings = get_settings()
     problem = _journal_dir_problem(Path(settings.journal_dir))
@@ -93,6 +94,7 @@ def serve(
         raise typer.Exit(1)
     if migrate:
         migrations.upgrade(settings.database_url)
+    share_metrics_between_workers()  # /metrics: the totals of all the workers (ingest/telemetry.py)
     uvicorn.run(
         "ingest.app:create_app_from_env",
         factory=True,
