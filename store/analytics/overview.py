@@ -139,7 +139,8 @@ def overview(
             f"""WITH sel AS ({sel})
             SELECT GROUPING(bucket, grp), bucket, grp, count(*),
                 count(*) FILTER (WHERE status = 'error'),
-                quantile_cont(latency_ms, [{_QUANTILES}]), quantile_cont(ttft_ms, [{_QUANTILES}]),
+                quantile_cont(latency_ms::FLOAT, [{_QUANTILES}]),
+                quantile_cont(ttft_ms::FLOAT, [{_QUANTILES}]),  -- as questions._summary_sql
                 sum(prompt_tokens), sum(completion_tokens)
             FROM sel GROUP BY GROUPING SETS ((bucket, grp), (grp), ())
             ORDER BY bucket NULLS LAST, grp NULLS LAST""",

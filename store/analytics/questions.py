@@ -559,13 +559,18 @@ def summary_answer(
 def _summary_sql(sel: str, *, metrics: bool) -> str:
     """One statement, one pass over the matching rows (`sel`, materialized once): per group
     the base aggregates, and (METRICS) a list of per-metric-key aggregates of the completions'
-    metric means: n, mean, variance and sum (values beyond the documented range left out)."""
+    metric means: n, mean, variance and sum (values beyond the documented range left out).
+
+    Percentiles are exact over the group's values taken as 4-byte floats: an exact quantile
+    keeps every value of its group in memory, outside DuckDB's memory limit (lake.py), and
+    halving them kept a summary of 10M rows under 1 GB; a float keeps 7 significant digits, a
+    latency of 100 s to the millisecond's hundredth."""
     quantiles = ", ".join(str(q / 100) for q in _PERCENTILES)
     base = f"""
         base AS (
             SELECT grp, count(*) AS count, count(*) FILTER (WHERE status = 'error') AS errors,
-                quantile_cont(latency_ms, [{quantiles}]) AS latency,
-                quantile_cont(ttft_ms, [{quantiles}]) AS ttft,
+                quantile_cont(latency_ms::FLOAT, [{quantiles}]) AS latency,
+                quantile_cont(ttft_ms::FLOAT, [{quantiles}]) AS ttft,
                 sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
             FROM sel GROUP BY grp)"""
     if not metrics:
