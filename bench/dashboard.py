@@ -45,7 +45,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench import dashboard_browser, report, services  # noqa: E402
 
@@ -258,7 +257,7 @@ def measure(backend: Backend, runs: int, workdir: Path) -> dict[str, Any]:
         print(f"  {backend.name}: another process wrote to the store during the run", flush=True)
     return {
         "backend": backend.name,
-        "store": make_url(backend.url).render_as_string(hide_password=True),
+        "store": _shown_url(backend.url),  # no path of this machine in the committed report
         "rows": backend.before.rows,
         **median_of(results),
         "first_page_runs": [r["first_page_s"] for r in results],
@@ -341,3 +340,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main()
+
+
+def _shown_url(url: str) -> str:
+    from bench.query import shown_url
+
+    return shown_url(url)

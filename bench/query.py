@@ -1296,6 +1296,18 @@ def run_backend(
     _guard(res, backend, "gateway", serve)
 
 
+def shown_url(url: str) -> str:
+    """URL for the report: no password, and a SQLite path relative to the repository (the
+    report is committed: it must not name a path of the machine it ran on)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        path = Path(parsed.database).resolve()
+        with contextlib.suppress(ValueError):
+            return f"sqlite:///{path.relative_to(ROOT)}"
+        return f"sqlite:///.../{path.name}"
+    return parsed.render_as_string(hide_password=True)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import migrations
 
@@ -1327,7 +1339,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if removed:
                 print(f"  removed {removed:,} chat interactions left by an earlier run")
             rows = _count(url)
-            stores[backend] = make_url(url).render_as_string(hide_password=True)
+            stores[backend] = shown_url(url)
             res.add(
                 backend, "the store", f"{rows:,} interactions, {store_size_mb(url):,.0f} MB: "
                 f"{stores[backend]}", "rows", rows,

@@ -40,7 +40,7 @@ Speed on this 2-core machine (shared): SQLite ~19-20k interactions/s (~16k/s wit
 of CPU per interaction (JSONB input, TOAST pglz compression of the ~3 KB messages: ~20 µs,
 indexes, WAL), so one COPY stream cannot pass ~16k/s here, whatever the client does.
 
-    .venv/bin/python -m bench.realistic --rows 1000000 --sqlite /tmp/x.db
+    .venv/bin/python -m bench.realistic --rows 1000000 --sqlite realistic.db
     .venv/bin/python -m bench.realistic --rows 1000000 \\
         --postgres postgresql+psycopg://postgres@127.0.0.1:5432/bench_x
 """
