@@ -35,6 +35,10 @@ async def read_status(request: Request, _principal: PrincipalDep) -> dict[str, A
             "lag_seconds": round(journal.oldest_age, 3),
             "appended": journal.appended,
             "replayed": journal.replayed,
+            # Set aside in rejected-*.jsonl, never dropped: records the store refused for good
+            # and lines of a journal that were not records (`corrupt`, counted in both).
+            "rejected": journal.rejected,
+            "corrupt": journal.corrupt,
         }
         body["writer"] = {
             "written": stats.written,

@@ -376,6 +376,7 @@ def test_poison_records_are_set_aside_without_stalling_logging(
     assert traffic.failures == 0, traffic.errors
     assert status["journal"]["replayed"] == len(good) + len(poison)
     assert status["writer"]["failed"] == len(poison), status["writer"]
+    assert status["journal"]["rejected"] == len(poison), status["journal"]
     assert failed_metric == len(poison)
     assert int(first_split.group(1)) > len(good) + len(poison)  # live records were in it too
     stored = set(stored_ids(database_url))

@@ -59,6 +59,9 @@ def test_a_held_write_lock_does_not_stall_chat(sqlite_url: str, tmp_path: Path) 
             took = time.monotonic() - began
             assert answer.status_code == 200, answer.text
             assert took < 4.0, f"chat waited {took:.1f} s for the lock"
+            began = time.monotonic()  # readiness reads; it hung behind the stalled writes
+            ready = httpx.get(f"{live.base_url}/readyz", timeout=60)
+            assert ready.status_code == 200 and time.monotonic() - began < 4.0
             assert holder.poll() is None  # the lock was held the whole time
         finally:
             holder.wait(30)
