@@ -119,16 +119,23 @@ class OwnerProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         child, self.child = self.child, None
-        if child is None:
-            return
-        with contextlib.suppress(OSError):
-            assert child.stdin is not None
-            child.stdin.close()  # the child finishes its cycle and exits
-        try:
-            child.wait(timeout)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        if child is not None:
+            end_child(child, timeout)
+
+
+def end_child(child: subprocess.Popen[bytes], timeout: float) -> None:
+    """End a child that watches its stdin (the owner, the reader): close it, so the child
+    finishes what it is doing and exits; kill it after TIMEOUT seconds."""
+    with contextlib.suppress(OSError):
+        assert child.stdin is not None
+        child.stdin.close()
+    try:
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+    if child.stdout is not None:
+        child.stdout.close()
 
 
 def main(argv: list[str] | None = None) -> int:

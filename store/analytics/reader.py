@@ -41,6 +41,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from store.analytics.owner import end_child, settings_environment
 from store.errors import AnalyticsUnavailableError, QueryCancelledError, StoreError
 from store.read_guard import ReadGuard
 from store.settings import Settings
@@ -386,7 +387,7 @@ class ReaderProcess:
             child, self._child = self._child, None
             directory, self._directory = self._directory, None
         if child is not None:
-            _end_child(child, timeout)
+            end_child(child, timeout)
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
 
@@ -445,7 +446,7 @@ class ReaderProcess:
             try:
                 child.wait(START_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:  # alive but not answering: replace it
-                _end_child(child, 1.0)
+                end_child(child, 1.0)
             self._child = None
 
     # -- the child's life ----------------------------------------------------------------------
@@ -465,7 +466,6 @@ class ReaderProcess:
             return path
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        from store.analytics.owner import settings_environment
 
         self._child = subprocess.Popen(
             [sys.executable, "-m", "store.analytics.reader", path],
@@ -483,7 +483,7 @@ class ReaderProcess:
         readable, _, _ = select.select([child.stdout], [], [], START_TIMEOUT_SECONDS)
         line = child.stdout.readline() if readable else b""
         if line != _READY:
-            _end_child(child, 1.0)
+            end_child(child, 1.0)
             self._child = None
             raise AnalyticsUnavailableError(
                 f"the analytics reader did not start (exit status {child.returncode}); "
@@ -504,19 +504,6 @@ def _closing_on_cancel(guard: ReadGuard | None, sock: socket.socket) -> Iterator
 def _shutdown(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-
-
-def _end_child(child: subprocess.Popen[bytes], timeout: float) -> None:
-    with contextlib.suppress(OSError):
-        assert child.stdin is not None
-        child.stdin.close()  # the child finishes its calls and exits
-    try:
-        child.wait(timeout)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-    if child.stdout is not None:
-        child.stdout.close()
 
 
 if __name__ == "__main__":
