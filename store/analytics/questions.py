@@ -556,6 +556,12 @@ def summary_answer(
     return Answer(summary, freshness, tuple(check.warnings(matched=bool(rows))))
 
 
+def _float_digits(value: float | None) -> float | None:
+    """A percentile computed over 4-byte floats (`_summary_sql`) with the 7 significant digits
+    it has, not the binary noise beyond them (7.805497, not 7.805497169494629)."""
+    return None if value is None else float(f"{value:.7g}")
+
+
 def _summary_sql(sel: str, *, metrics: bool) -> str:
     """One statement, one pass over the matching rows (`sel`, materialized once): per group
     the base aggregates, and (METRICS) a list of per-metric-key aggregates of the completions'
@@ -615,7 +621,7 @@ def summary_rows(
         row["error_rate"] = errors / count if count else None
         for label, values in (("latency", latency), ("ttft", ttft)):
             for q, value in zip(_PERCENTILES, values or [None] * 3, strict=True):
-                row[f"{label}_p{q}"] = value
+                row[f"{label}_p{q}"] = _float_digits(value)
         row["prompt_tokens"] = None if prompt_tokens is None else int(prompt_tokens)
         row["completion_tokens"] = None if completion_tokens is None else int(completion_tokens)
         for key, kind in kinds.items():
