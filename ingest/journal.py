@@ -442,14 +442,7 @@ class Journal:
         self._keep_rejected([orjson.dumps(line.rejected_entry()) + b"\n"])
         self.corrupt += 1
         del self._pending[index]
-        remaining = self._pending_ids.get(entry.completion_id, 0) - 1
-        if remaining > 0:
-            self._pending_ids[entry.completion_id] = remaining
-        else:
-            self._pending_ids.pop(entry.completion_id, None)
-        segment = self._segments.get(entry.segment)
-        if segment is not None:
-            segment.done += 1
+        self._forget(entry)
 
     def _read_back(self, entry: _Pending, files: dict[int, BinaryIO]) -> Mapping[str, Any]:
         path = self._segments[entry.segment].path
@@ -462,20 +455,25 @@ class Journal:
             raise RuntimeError(f"journal {path}: entry at {entry.offset} does not match")
         return record
 
+    def _forget(self, entry: _Pending) -> None:
+        """An entry taken off the pending queue (stored, or set aside): no longer pending, and
+        one more done in its segment."""
+        remaining = self._pending_ids.get(entry.completion_id, 0) - 1
+        if remaining > 0:
+            self._pending_ids[entry.completion_id] = remaining
+        else:
+            self._pending_ids.pop(entry.completion_id, None)
+        segment = self._segments.get(entry.segment)
+        if segment is not None:
+            segment.done += 1
+
     def mark_done(self, count: int) -> None:
         """The oldest `count` pending entries are in the store: forget them, drop old segments."""
         for _ in range(count):
             entry = self._pending.popleft()
             if entry.record is not None:
                 self._in_memory -= 1
-            remaining = self._pending_ids.get(entry.completion_id, 0) - 1
-            if remaining > 0:
-                self._pending_ids[entry.completion_id] = remaining
-            else:
-                self._pending_ids.pop(entry.completion_id, None)
-            segment = self._segments.get(entry.segment)
-            if segment is not None:
-                segment.done += 1
+            self._forget(entry)
         current = self._segments[self._current]
         if not self._pending and current.entries and current.done >= current.entries:
             self._rotate()
