@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import socket
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -18,7 +19,6 @@ from store.catalog import attach_model, create_model, create_project
 from store.db import create_store_engine
 from store.keys import create_api_key
 from tests.servers import copy_sqlite_template, demo_model, gateway, stored_interaction
-from tests.support import free_port
 
 
 class Routed(NamedTuple):
@@ -37,7 +37,11 @@ def routed(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     with ExitStack() as stack:
         alpha = stack.enter_context(demo_model(workdir, name="alpha"))
         beta = stack.enter_context(demo_model(workdir, name="beta"))
-        dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+        # A port held bound but never listening: connections are refused, and no other server
+        # of the suite can take it meanwhile (a port only chosen free was, once).
+        held = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        held.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{held.getsockname()[1]}/v1"
         engine = create_store_engine(database_url)
         for project in ("proj", "abp", "nodefault"):
             create_project(engine, key=project)
