@@ -180,6 +180,13 @@ class Settings(BaseSettings):
         "is running; the next call starts a new one (DuckDB and the allocator keep what a large "
         "export used).",
     )
+    analytics_build_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Processes that write the analytics store's first build side by side "
+        "(store/analytics/build.py): 0 is one per CPU, at most 4; 1 writes it in the sync "
+        "process alone.",
+    )
     analytics_memory_limit: str = Field(
         default="512MB",
         description="Most memory DuckDB may use for analytics in one process (it spills to a "

@@ -79,19 +79,34 @@ def fetch_batches(
         result.close()
 
 
-def insert_select(table: LakeTable, source: str, label_columns: Mapping[str, str]) -> str:
-    """INSERT of the rows of SOURCE (a relation with the store's columns) into TABLE, filling
-    the label columns LABEL_COLUMNS (key -> column) of interactions too."""
+def _expressions(table: LakeTable, label_columns: Mapping[str, str]) -> list[str]:
     taken = {column: key for key, column in label_columns.items()}
-    names = [column.name for column in table.columns]
-    exprs = [
+    return [
         f"s.label_map[{literal(taken[column.name])}]" if column.name in taken else column.expression
         for column in table.columns
     ]
+
+
+def insert_select(table: LakeTable, source: str, label_columns: Mapping[str, str]) -> str:
+    """INSERT of the rows of SOURCE (a relation with the store's columns) into TABLE, filling
+    the label columns LABEL_COLUMNS (key -> column) of interactions too."""
+    names = [column.name for column in table.columns]
+    exprs = _expressions(table, label_columns)
     return (
         f"INSERT INTO {LAKE}.{table.name} ({', '.join(names)}) "
         f"SELECT {', '.join(exprs)} FROM {staged_source(table, source)}"
     )
+
+
+def table_rows(table: LakeTable, source: str, label_columns: Mapping[str, str]) -> str:
+    """SELECT of the rows of SOURCE as TABLE's columns, by name and exact type: what a Parquet
+    file needs to be added to TABLE as it is (store/analytics/build.py)."""
+    exprs = _expressions(table, label_columns)
+    typed = [
+        f"CAST({expr} AS {column.duck_type}) AS {column.name}"
+        for expr, column in zip(exprs, table.columns, strict=True)
+    ]
+    return f"SELECT {', '.join(typed)} FROM {staged_source(table, source)}"
 
 
 def append_batch(
@@ -178,6 +193,23 @@ class ChangeFeed:
         append_batch(cursor, table, batch, self.label_columns)
         return batch.num_rows, after
 
+    def chunk_source(
+        self, connection: Any, table: LakeTable, target: Position, *, after: Any, limit: int
+    ) -> tuple[str, Any] | None:
+        """For a first build: a DuckDB relation over the store attached as `store` (a
+        `sqlite_query` or `postgres_query`) with the next chunk of at most LIMIT of TABLE's
+        rows up to TARGET after key AFTER, and the key to continue after (None when it is the
+        last chunk); None when nothing is left. Any process with the store attached can run it
+        (the build workers of store/analytics/build.py)."""
+        raise NotImplementedError
+
+    def more_than(
+        self, connection: Any, table: LakeTable, target: Position, after: Any, rows: int
+    ) -> bool:
+        """Whether a first build has more than ROWS of TABLE's rows left after key AFTER
+        (about: rows written after TARGET may count)."""
+        raise NotImplementedError
+
     def reused(
         self, connection: Connection, table: LakeTable, row_ids: Sequence[int], prev: Position
     ) -> pa.RecordBatch | None:
@@ -204,6 +236,22 @@ class SqliteFeed(ChangeFeed):
 
     def pending(self, connection: Any, prev: Position | None) -> bool:
         return prev is None or self.position(connection) != prev
+
+    def more_than(
+        self, connection: Any, table: LakeTable, target: Position, after: Any, rows: int
+    ) -> bool:
+        return int(target[table.source]) - int(after or 0) > rows
+
+    def chunk_source(
+        self, connection: Any, table: LakeTable, target: Position, *, after: Any, limit: int
+    ) -> tuple[str, Any] | None:
+        start, end = int(after or 0), int(target[table.source])
+        if start >= end:
+            return None
+        stop = min(end, start + limit)
+        columns = _select(table, lambda c: c.name)
+        sql = f"SELECT {columns} FROM {table.source} WHERE rowid > {start} AND rowid <= {stop}"
+        return f"sqlite_query('store', '{sql}')", (stop if stop < end else None)
 
     def tombstones(
         self, connection: Any, prev: Position | None, target: Position
@@ -300,13 +348,12 @@ class IsolatedSqliteFeed(SqliteFeed):
     ) -> tuple[int, Any]:
         """Straight from SQLite into the analytics store, no Python object per row."""
         start = max(int((prev or {}).get(table.source, 0)), int(after or 0))
-        end = int(target[table.source])
-        stop = min(end, start + limit)
-        columns = _select(table, lambda c: c.name)
-        sql = f"SELECT {columns} FROM {table.source} WHERE rowid > {start} AND rowid <= {stop}"
-        source = f"sqlite_query('store', '{sql}')"
+        chunk = self.chunk_source(connection, table, target, after=start, limit=limit)
+        if chunk is None:
+            return 0, None
+        source, after = chunk
         row = cursor.execute(insert_select(table, source, self.label_columns)).fetchone()
-        return (int(row[0]) if row else 0), (stop if stop < end else None)
+        return (int(row[0]) if row else 0), after
 
     def reused(
         self, connection: Any, table: LakeTable, row_ids: Sequence[int], prev: Position
@@ -444,6 +491,26 @@ class PostgresFeed(ChangeFeed):
         self, connection: Any, cursor: Any, table: LakeTable, target: Position, after: Any,
         limit: int,
     ) -> tuple[int, Any]:  # fmt: skip
+        chunk = self.chunk_source(connection, table, target, after=after, limit=limit)
+        if chunk is None:
+            return 0, None
+        source, last = chunk
+        row = cursor.execute(insert_select(table, source, self.label_columns)).fetchone()
+        return (int(row[0]) if row else 0), last
+
+    def more_than(
+        self, connection: Any, table: LakeTable, target: Position, after: Any, rows: int
+    ) -> bool:
+        where = "TRUE" if after is None else f"{table.key} > '{uuid.UUID(str(after))}'::uuid"
+        found = connection.exec_driver_sql(
+            f"SELECT count(*) FROM (SELECT 1 FROM {table.source} WHERE {where} "
+            f"LIMIT {int(rows) + 1}) s"
+        ).scalar()
+        return int(found or 0) > rows
+
+    def chunk_source(
+        self, connection: Any, table: LakeTable, target: Position, *, after: Any, limit: int
+    ) -> tuple[str, Any] | None:
         where = _new_since(None, "target").replace(
             "%(target)s", "'" + str(target["snapshot"]) + "'"
         )
@@ -455,12 +522,17 @@ class PostgresFeed(ChangeFeed):
             f"SELECT {key}::text FROM {table.source} WHERE {where} "
             f"ORDER BY {key} OFFSET {limit - 1} LIMIT 1"
         ).scalar()
+        if (
+            last is None
+            and not connection.exec_driver_sql(
+                f"SELECT EXISTS (SELECT 1 FROM {table.source} WHERE {where})"
+            ).scalar()
+        ):
+            return None
         bounded = where if last is None else f"{where} AND {key} <= '{last}'::uuid"
         sql = f"SELECT {_select(table, _postgres_scan_column)} FROM {table.source} WHERE {bounded}"
         quoted = sql.replace("'", "''")
-        source = f"postgres_query('store', '{quoted}')"
-        row = cursor.execute(insert_select(table, source, self.label_columns)).fetchone()
-        return (int(row[0]) if row else 0), last
+        return f"postgres_query('store', '{quoted}')", last
 
     def prune(self, connection: Connection, applied: Position) -> None:
         connection.exec_driver_sql(

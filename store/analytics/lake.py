@@ -100,7 +100,7 @@ class LakeLocation:
         return None if self.catalog_file is None else self.catalog_file.with_suffix(".lock")
 
 
-def _libpq(url: URL) -> str:
+def libpq(url: URL) -> str:
     parts = {
         "dbname": url.database,
         "host": url.host or "127.0.0.1",
@@ -123,7 +123,7 @@ def lake_location(url: URL, settings: Settings) -> LakeLocation:
         return LakeLocation(f"ducklake:sqlite:{catalog}", data, catalog, None)
     name = f"{url.host or 'localhost'}-{url.port or 5432}-{url.database}"
     data = configured or str(Path("interlog-analytics").resolve() / name)
-    return LakeLocation(f"ducklake:postgres:{_libpq(url)}", data, None, SCHEMA)
+    return LakeLocation(f"ducklake:postgres:{libpq(url)}", data, None, SCHEMA)
 
 
 def _extension_directory() -> Path:
@@ -337,7 +337,7 @@ class Lake:
                 assert url.database is not None
                 con.execute(f"ATTACH '{Path(url.database).resolve()}' AS store (TYPE sqlite)")
             else:
-                con.execute(f"ATTACH '{_libpq(url)}' AS store (TYPE postgres, READ_ONLY)")
+                con.execute(f"ATTACH '{libpq(url)}' AS store (TYPE postgres, READ_ONLY)")
             self._store_attached = True
 
     def close(self) -> None:

@@ -17,7 +17,8 @@ The first cycle on an existing store is the initial build, committed every COMMI
 Maintenance (the owner, between cycles): small inserts that DuckLake keeps in the catalog
 (fewer than INLINE_ROWS rows: the trickle of a quiet service) are written out as Parquet every
 FLUSH_SECONDS; small files are merged, snapshots older than KEEP_SNAPSHOTS expired and their
-files removed every MAINTENANCE_SECONDS (readers' queries are bounded by the read timeout, far
+files removed (and files no snapshot knows, left by a first build that stopped) every
+MAINTENANCE_SECONDS (readers' queries are bounded by the read timeout, far
 below that age).
 """
 
@@ -36,11 +37,12 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, Engine
 
-from store.analytics import changes
+from store.analytics import build, changes
 from store.analytics.changes import Position, Tombstone
 from store.analytics.lake import LAKE, Lake
 from store.analytics.layout import (
     BY_SOURCE,
+    INTERACTIONS,
     LABEL_COLUMNS_DDL,
     LAYOUT_VERSION,
     MAX_LABEL_COLUMNS,
@@ -216,6 +218,7 @@ class Syncer:
         chunk_rows: int | None = None,
         commit_rows: int = COMMIT_ROWS,
         isolated: bool = False,
+        workers: int | None = None,
     ) -> None:
         """ISOLATED: this process never opens the store with Python's sqlite3 and does nothing
         but sync (the sync owner's process): a SQLite store is then read through DuckDB, about
@@ -228,6 +231,10 @@ class Syncer:
         # A PostgreSQL first build copies bigger chunks through DuckDB, unless told otherwise.
         self.first_build_rows = chunk_rows or changes.FIRST_BUILD_ROWS
         self.commit_rows = commit_rows
+        #: Processes that write a first build's interactions (store/analytics/build.py).
+        self.workers = build.default_workers(
+            lake.settings.analytics_build_workers if workers is None else workers
+        )
         self._last_maintenance = self._last_flush = time.monotonic()
 
     def cycle(self, *, on_rows: Any = None) -> int:
@@ -289,6 +296,14 @@ class Syncer:
                         step, after = step + 1, None
                         continue
                     table = BY_SOURCE[name]
+                    if self._parallel(connection, feed, table, state, after):
+                        applied += self._copy_in_parallel(
+                            cursor, connection, feed, table, state, step, after, reused,
+                            state.rows_synced + applied, on_rows,
+                        )  # fmt: skip
+                        pending_rows = 0
+                        step, after = step + 1, None
+                        continue
                     if after is None and reused.get(name) and state.position is not None:
                         again = feed.reused(connection, table, reused[name], state.position)
                         if again is not None and again.num_rows:
@@ -328,6 +343,52 @@ class Syncer:
         if tombstoned:
             self._prune(state.target)
         return applied + tombstoned
+
+    def _copy_in_parallel(
+        self, cursor: Any, connection: Any, feed: changes.ChangeFeed, table: LakeTable,
+        state: SyncState, step: int, after: Any, reused: dict[str, list[int]], synced: int,
+        on_rows: Any,
+    ) -> int:  # fmt: skip
+        """TABLE's rows through the build workers, committed a round at a time with the
+        position reached (SYNCED rows so far before them); returns rows copied."""
+        copied = 0
+
+        def commit(chunk_after: Any, rows: int) -> None:
+            nonlocal copied
+            copied += rows
+            at, key = (step, chunk_after) if chunk_after is not None else (step + 1, None)
+            partial = SyncState(
+                state.position, state.target, at, key, reused, state.synced_at, state.complete,
+                synced + copied,
+            )  # fmt: skip
+            _write_state(cursor, partial)
+            cursor.execute("COMMIT")
+            cursor.execute("BEGIN")
+
+        def progress(rows: int) -> None:  # rows that are in the analytics store for good
+            if on_rows is not None:
+                on_rows(table.source, rows)
+
+        assert state.target is not None
+        build.copy_in_parallel(
+            self.lake, cursor, connection, feed, table, state.target, after=after,
+            chunk_rows=self.first_build_rows, workers=self.workers, commit=commit,
+            progress=progress,
+        )  # fmt: skip
+        return copied
+
+    def _parallel(
+        self, connection: Any, feed: changes.ChangeFeed, table: LakeTable, state: SyncState,
+        after: Any,
+    ) -> bool:  # fmt: skip
+        """Whether TABLE's rows go through the build workers: the interactions (the text, most
+        of a build's work) of a first build with more than one chunk left to copy."""
+        if state.position is not None or table is not INTERACTIONS:
+            return False
+        if not build.parallel_possible(self.lake, self.workers):
+            return False
+        assert state.target is not None
+        return feed.more_than(connection, table, state.target, after, self.first_build_rows)
 
     @staticmethod
     def _label_columns(cursor: Any, feed: changes.ChangeFeed, connection: Any) -> dict[str, str]:
@@ -434,6 +495,10 @@ class Syncer:
                 )
                 cursor.execute(
                     f"CALL ducklake_cleanup_old_files('{LAKE}', older_than => ?)", [older]
+                )
+                # Files of a first-build round that never committed (store/analytics/build.py).
+                cursor.execute(
+                    f"CALL ducklake_delete_orphaned_files('{LAKE}', older_than => ?)", [older]
                 )
                 self._last_maintenance = now
         finally:
