@@ -7,9 +7,10 @@ function turns a row (a dict by column name) into a tuple in the table's column 
   SQLite      multi-row INSERT ... ON CONFLICT DO NOTHING (sqlite3): UUIDs as 32-hex text,
               UTC timestamps as "YYYY-MM-DD HH:MM:SS.ffffff" text, JSON as text.
   PostgreSQL  psycopg binary COPY straight into the table under a savepoint (UUIDs, aware
-              datetimes, JSON dumped by orjson). COPY cannot skip conflicts: when a row already
-              exists (a replayed batch), the savepoint is rolled back and the rows go through a
-              per-connection temporary table and one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
+              datetimes, JSON dumped by orjson as jsonb or json, by the column's type). COPY
+              cannot skip conflicts: when a row already exists (a replayed batch), the savepoint
+              is rolled back and the rows go through a per-connection temporary table and one
+              INSERT ... SELECT ... ON CONFLICT DO NOTHING.
 Any other dialect falls back to Core executemany.
 """
 
@@ -27,7 +28,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.types.json import JsonbBinaryDumper
+from psycopg.types.json import JsonbBinaryDumper, JsonBinaryDumper
 from psycopg.types.string import StrBinaryDumper, StrBinaryDumperVarchar
 from psycopg.types.uuid import UUIDBinaryDumper
 from sqlalchemy import JSON, Connection, Engine, Table, Uuid
@@ -159,7 +160,7 @@ def _converter(column_type: Any, kind: str) -> Converter:
     is_json = isinstance(column_type, JSON) or "JSON" in type(column_type).__name__.upper()
     if is_json and kind == "sqlite":
         return _json_text
-    return _identity  # psycopg: JSON values are dumped by the COPY (_OrjsonJsonbDumper)
+    return _identity  # psycopg: JSON values are dumped by the COPY (_COPY_DUMPERS)
 
 
 def column_converter(table: Table, column: str, kind: str) -> Converter:
@@ -275,7 +276,7 @@ def without_nul(value: Any) -> Any:
     return value
 
 
-def _jsonb_dumps_without_nul(value: Any) -> bytes:
+def _json_dumps_without_nul(value: Any) -> bytes:
     data = orjson.dumps(value)
     # A match may also be an escaped backslash before "u0000": the rewrite is right either way.
     return orjson.dumps(without_nul(value)) if _NUL_IN_JSON in data else data
@@ -284,7 +285,16 @@ def _jsonb_dumps_without_nul(value: Any) -> bytes:
 class _JsonbWithoutNulDumper(JsonbBinaryDumper):
     """jsonb for binary COPY, U+0000 replaced."""
 
-    _dumps = staticmethod(_jsonb_dumps_without_nul)
+    _dumps = staticmethod(_json_dumps_without_nul)
+
+
+class _JsonWithoutNulDumper(JsonBinaryDumper):
+    """json (interaction.messages, migration 0005) for binary COPY, U+0000 replaced, always:
+    json takes a `\\u0000` escape that jsonb refuses, so the server never asks for a retry,
+    and the value would then read back with U+0000 where jsonb columns and text have U+FFFD.
+    Looking for the escape in orjson's output costs little beside dumping."""
+
+    _dumps = staticmethod(_json_dumps_without_nul)
 
 
 class _TextWithoutNulDumper(StrBinaryDumper):
@@ -334,11 +344,14 @@ def _copy(cursor: psycopg.Cursor[Any], target: str, table: Table, rows: Rows) ->
             write_row(row)
 
 
-#: Dumpers of a COPY cursor; those that replace U+0000 run Python per value, so they are used
-#: only after the server refused a COPY (psycopg's C text dumper is faster).
-_COPY_DUMPERS = (_OrjsonJsonbDumper, _UuidDumper)
+#: Dumpers of a COPY cursor, chosen by the oids of the table's column types (COPY set_types):
+#: jsonb and json columns each get theirs. Those that replace U+0000 run Python per value, so
+#: they are used only after the server refused a COPY (psycopg's C text dumper is faster); json
+#: replaces it always (_JsonWithoutNulDumper).
+_COPY_DUMPERS = (_OrjsonJsonbDumper, _JsonWithoutNulDumper, _UuidDumper)
 _COPY_DUMPERS_WITHOUT_NUL = (
     _JsonbWithoutNulDumper,
+    _JsonWithoutNulDumper,
     _UuidDumper,
     _TextWithoutNulDumper,
     _VarcharWithoutNulDumper,
@@ -350,39 +363,65 @@ def _use_dumpers(cursor: psycopg.Cursor[Any], dumpers: tuple[type[Any], ...]) ->
         cursor.adapters.register_dumper(None, dumper)
 
 
+#: What the server answers to a binary COPY of a value whose column changed type since this
+#: connection read the types (_table_oids): a migration ran meanwhile (0005: jsonb -> json).
+_TYPES_CHANGED = (
+    psycopg.errors.InvalidTextRepresentation,  # jsonb's bytes in json
+    psycopg.errors.InvalidBinaryRepresentation,
+    psycopg.errors.InternalError_,  # json's bytes in jsonb: "unsupported jsonb version number"
+)
+
+
+def _staging_table(table: Table) -> str:
+    return f"_interlog_stage_{table.name}"
+
+
 def _insert_postgres(connection: Connection, table: Table, rows: Rows) -> None:
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor:
-        _use_dumpers(cursor, _COPY_DUMPERS)
         cursor.execute("SAVEPOINT interlog_copy")
         try:
-            try:
-                _copy(cursor, table.name, table, rows)
-            except _NUL_REFUSED:  # rare: a model wrote U+0000; again, with it replaced
-                cursor.execute("ROLLBACK TO SAVEPOINT interlog_copy")
-                _use_dumpers(cursor, _COPY_DUMPERS_WITHOUT_NUL)
-                _copy(cursor, table.name, table, rows)
-        except psycopg.errors.UniqueViolation:
+            _copy_ignoring_conflicts(cursor, table, rows)
+        except _TYPES_CHANGED:
+            # Rare: the types were read before a migration that changed one. Read them again,
+            # and make the staging table again (it copied the old ones); once.
             cursor.execute("ROLLBACK TO SAVEPOINT interlog_copy")
-            cursor.execute("RELEASE SAVEPOINT interlog_copy")
-        else:
-            cursor.execute("RELEASE SAVEPOINT interlog_copy")
-            return
-        # Some rows exist already: stage them all, keep only the new ones.
-        _use_dumpers(cursor, _COPY_DUMPERS_WITHOUT_NUL)
-        staging = f"_interlog_stage_{table.name}"
-        columns = _quoted_columns(table)
-        cursor.execute(
-            f'CREATE TEMP TABLE IF NOT EXISTS "{staging}" '
-            f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
-        )
-        _copy(cursor, staging, table, rows)
-        cursor.execute(
-            f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} FROM "{staging}" '
-            "ON CONFLICT DO NOTHING"
-        )
-        cursor.execute(f'TRUNCATE "{staging}"')
+            known = _column_oids.get(cursor.connection, {}).pop(table.name, None)
+            if _table_oids(cursor, table) == known:
+                raise
+            cursor.execute(f'DROP TABLE IF EXISTS "{_staging_table(table)}"')
+            _copy_ignoring_conflicts(cursor, table, rows)
+        cursor.execute("RELEASE SAVEPOINT interlog_copy")
+
+
+def _copy_ignoring_conflicts(cursor: psycopg.Cursor[Any], table: Table, rows: Rows) -> None:
+    """COPY ROWS into TABLE, under savepoint interlog_copy (the caller makes and releases it)."""
+    _use_dumpers(cursor, _COPY_DUMPERS)
+    try:
+        try:
+            _copy(cursor, table.name, table, rows)
+        except _NUL_REFUSED:  # rare: a model wrote U+0000; again, with it replaced
+            cursor.execute("ROLLBACK TO SAVEPOINT interlog_copy")
+            _use_dumpers(cursor, _COPY_DUMPERS_WITHOUT_NUL)
+            _copy(cursor, table.name, table, rows)
+        return
+    except psycopg.errors.UniqueViolation:
+        cursor.execute("ROLLBACK TO SAVEPOINT interlog_copy")
+    # Some rows exist already: stage them all, keep only the new ones.
+    _use_dumpers(cursor, _COPY_DUMPERS_WITHOUT_NUL)
+    staging = _staging_table(table)
+    columns = _quoted_columns(table)
+    cursor.execute(
+        f'CREATE TEMP TABLE IF NOT EXISTS "{staging}" '
+        f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
+    )
+    _copy(cursor, staging, table, rows)
+    cursor.execute(
+        f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} FROM "{staging}" '
+        "ON CONFLICT DO NOTHING"
+    )
+    cursor.execute(f'TRUNCATE "{staging}"')
 
 
 def insert_rows_ignoring_conflicts(connection: Connection, table: Table, rows: Rows) -> None:

@@ -2,8 +2,9 @@
 
 Ids: integer keys for the small configuration tables, UUIDv7 for interactions, metric values and
 comparisons (the id sorts by time). Every timestamp is timezone-aware UTC. JSON columns are JSONB
-on PostgreSQL. Labels live twice on purpose: as a JSON map on the interaction (read-back in one
-row) and as rows of interaction_label (indexed by project, key, value for filters).
+on PostgreSQL, except interaction.messages: json, stored and read back whole (migration 0005).
+Labels live twice on purpose: as a JSON map on the interaction (read-back in one row) and as
+rows of interaction_label (indexed by project, key, value for filters).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sqlalchemy import Uuid as SAUuid
 from sqlmodel import Field, SQLModel
 
 from store.ids import uuid7
-from store.types import JSONType, UTCDateTime, utcnow
+from store.types import JSONText, JSONType, UTCDateTime, utcnow
 
 # Deterministic constraint names, so migrations can drop and alter them on every backend.
 SQLModel.metadata = MetaData(
@@ -206,8 +207,9 @@ class Interaction(SQLModel, table=True):
     session_id: uuid.UUID = Field(sa_column=Column(SAUuid(), nullable=False))
     user_id: str | None = Field(default=None, max_length=256)
     labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    # json, not jsonb, on PostgreSQL (migration 0005): stored and read back whole, as sent.
     messages: list[dict[str, Any]] = Field(
-        default_factory=list, sa_column=Column(JSONType, nullable=False)
+        default_factory=list, sa_column=Column(JSONText, nullable=False)
     )
     params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     completion: str | None = Field(default=None, sa_type=Text)
