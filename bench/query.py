@@ -267,6 +267,14 @@ def _done_marker(rows: int) -> str:
     return f"interlog bench realistic rows={rows} seed={SEED} end={END.isoformat()}"
 
 
+def _upgrade(url: str) -> None:
+    """A cached store made by an earlier version, brought to the current schema (a no-op when
+    it is), so that every figure is measured on the schema Interlog now writes."""
+    import migrations
+
+    migrations.upgrade(url)
+
+
 def sqlite_store(rows: int, *, fresh: bool, res: Results) -> str:
     """The cached SQLite store of ROWS realistic interactions (made when missing)."""
     from bench import realistic
@@ -278,7 +286,9 @@ def sqlite_store(rows: int, *, fresh: bool, res: Results) -> str:
                 shutil.rmtree(stale)
             else:
                 stale.unlink()
-    if not path.exists():
+    if path.exists():
+        _upgrade(f"sqlite:///{path}")
+    else:
         CACHE.mkdir(exist_ok=True)
         partial = CACHE / f"realistic-{rows}-partial.db"
         for suffix in ("", "-wal", "-shm"):
@@ -309,6 +319,7 @@ def postgres_store(rows: int, *, fresh: bool, res: Results) -> str:
             [name],
         ).fetchone()
     if row is not None and row[0] == _done_marker(rows) and not fresh:
+        _upgrade(url)
         return url
     print(f"generating {rows:,} realistic interactions into database {name} ...", flush=True)
     facts = realistic.create_postgres_store(url, rows, seed=SEED, end=END, replace=True)
