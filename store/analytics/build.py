@@ -125,8 +125,30 @@ def table_directory(lake: Lake, table: LakeTable) -> Path:
     return Path(lake.location.data_path) / SCHEMA_DIRECTORY / table.name
 
 
+class WorkerPool:
+    """WORKERS worker processes, started on first use and kept for the rest of a cycle (the
+    interactions, then the metric values), ended by `close`."""
+
+    def __init__(self, lake: Lake, workers: int) -> None:
+        self.lake = lake
+        self.size = workers
+        self._workers: list[Worker] = []
+
+    @property
+    def workers(self) -> list[Worker]:
+        if not self._workers:
+            setup = _setup(self.lake)
+            self._workers = [Worker(setup) for _ in range(self.size)]
+        return self._workers
+
+    def close(self) -> None:
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.close()
+
+
 def copy_in_parallel(
-    lake: Lake,
+    pool: WorkerPool,
     cursor: Any,
     connection: Any,
     feed: ChangeFeed,
@@ -135,25 +157,25 @@ def copy_in_parallel(
     *,
     after: Any,
     chunk_rows: int,
-    workers: int,
     commit: Callable[[Any, int], None],
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Copy TABLE's rows after key AFTER up to TARGET with WORKERS processes, a round of one
+    """Copy TABLE's rows after key AFTER up to TARGET with the POOL's processes, a round of one
     chunk per worker at a time; after each round's files are added (on CURSOR, in the open
     DuckLake transaction), COMMIT(after, rows) saves the position and commits, then
-    PROGRESS(rows) hears of them. Returns rows."""
-    directory = table_directory(lake, table)
+    PROGRESS(rows) hears of them. Returns rows. A failure ends the pool's workers (a worker
+    may be in the middle of a task nobody will read)."""
+    directory = table_directory(pool.lake, table)
     directory.mkdir(parents=True, exist_ok=True)
     chunks = _chunks(connection, feed, table, target, after, chunk_rows, directory)
-    pool = [Worker(_setup(lake)) for _ in range(workers)]
+    workers = pool.workers
     written: list[Path] = []  # files not committed yet
     copied = 0
     try:
-        current = _submit_round(pool, chunks, table, feed, written)
+        current = _submit_round(workers, chunks, table, feed, written)
         while current:
-            following = _submit_round(pool, chunks, table, feed, written)
-            for worker, chunk in zip(pool, current, strict=False):
+            following = _submit_round(workers, chunks, table, feed, written)
+            for worker, chunk in zip(workers, current, strict=False):
                 chunk.rows = worker.result()
             files = [str(chunk.path) for chunk in current if chunk.rows]
             if files:
@@ -171,9 +193,10 @@ def copy_in_parallel(
             if progress is not None and rows:
                 progress(rows)
             current = following
+    except BaseException:
+        pool.close()
+        raise
     finally:
-        for worker in pool:
-            worker.close()
         for path in written:  # submitted but never committed: not in the catalog
             path.unlink(missing_ok=True)
     return copied
@@ -196,7 +219,7 @@ def _chunks(
 
 
 def _submit_round(
-    pool: list[Worker],
+    workers: list[Worker],
     chunks: Iterator[tuple[str, _Chunk]],
     table: LakeTable,
     feed: ChangeFeed,
@@ -204,7 +227,7 @@ def _submit_round(
 ) -> list[_Chunk]:
     """The next chunk for each worker, submitted (fewer at the end)."""
     round_: list[_Chunk] = []
-    for worker in pool:
+    for worker in workers:
         found = next(chunks, None)
         if found is None:
             break

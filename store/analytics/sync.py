@@ -42,7 +42,6 @@ from store.analytics.changes import Position, Tombstone
 from store.analytics.lake import LAKE, Lake
 from store.analytics.layout import (
     BY_SOURCE,
-    INTERACTIONS,
     LABEL_COLUMNS_DDL,
     LAYOUT_VERSION,
     MAX_LABEL_COLUMNS,
@@ -235,6 +234,7 @@ class Syncer:
         self.workers = build.default_workers(
             lake.settings.analytics_build_workers if workers is None else workers
         )
+        self._pool: build.WorkerPool | None = None  # during a first build's cycle
         self._last_maintenance = self._last_flush = time.monotonic()
 
     def cycle(self, *, on_rows: Any = None) -> int:
@@ -248,9 +248,14 @@ class Syncer:
             if layout is not None and layout != LAYOUT_VERSION:
                 self._drop_tables(cursor)
                 state = EMPTY
+            if state.position is None and self.workers > 1:
+                self._pool = build.WorkerPool(self.lake, self.workers)
             with duckdb_threads(cursor, self.threads):
                 return self._cycle(cursor, state, on_rows)
         finally:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
             cursor.close()
 
     def _drop_tables(self, cursor: Any) -> None:
@@ -369,11 +374,10 @@ class Syncer:
             if on_rows is not None:
                 on_rows(table.source, rows)
 
-        assert state.target is not None
+        assert state.target is not None and self._pool is not None
         build.copy_in_parallel(
-            self.lake, cursor, connection, feed, table, state.target, after=after,
-            chunk_rows=self.first_build_rows, workers=self.workers, commit=commit,
-            progress=progress,
+            self._pool, cursor, connection, feed, table, state.target, after=after,
+            chunk_rows=self.first_build_rows, commit=commit, progress=progress,
         )  # fmt: skip
         return copied
 
@@ -381,9 +385,9 @@ class Syncer:
         self, connection: Any, feed: changes.ChangeFeed, table: LakeTable, state: SyncState,
         after: Any,
     ) -> bool:  # fmt: skip
-        """Whether TABLE's rows go through the build workers: the interactions (the text, most
-        of a build's work) of a first build with more than one chunk left to copy."""
-        if state.position is not None or table is not INTERACTIONS:
+        """Whether TABLE's rows go through the build workers: those of a first build with more
+        than one chunk left to copy (the interactions, and the metric values of a large store)."""
+        if state.position is not None or self._pool is None:
             return False
         if not build.parallel_possible(self.lake, self.workers):
             return False

@@ -24,8 +24,10 @@ from store.analytics.layout import INTERACTIONS
 from store.analytics.sync import SYNC_THREADS, Syncer, duckdb_threads
 from store.catalog import create_project
 from store.db import create_store_engine
+from store.feedback import add_metric_value
 from store.ids import uuid7
 from store.interactions import write_interactions
+from store.metrics import create_metric
 from store.settings import get_settings
 
 #: (messages, the prompt_text the analytics store must hold for them)
@@ -161,11 +163,11 @@ def test_a_process_that_only_syncs_runs_a_cycle_on_one_duckdb_thread(postgres_ur
         engine.dispose()
 
 
-def _lake_rows(lake: Lake) -> list[tuple[Any, ...]]:
-    """Every row of the analytics store's interactions, every column, in key order."""
+def _lake_rows(lake: Lake, table: str = "interactions") -> list[tuple[Any, ...]]:
+    """Every row of an analytics table, every column, in key order (the first column)."""
     con = lake.open()
     assert con is not None
-    return con.cursor().execute("SELECT * FROM lake.interactions ORDER BY completion_id").fetchall()
+    return con.cursor().execute(f"SELECT * FROM lake.{table} ORDER BY 1").fetchall()
 
 
 def _table_files(lake: Lake) -> tuple[set[str], set[str]]:
@@ -217,16 +219,24 @@ def test_a_first_build_by_worker_processes_holds_what_one_process_writes(
     are the catalog's, and later cycles add to them as usual."""
     records = _varied_records(project_id, 45)
     write_interactions(engine, records)
+    create_metric(engine, project_key="bot", key="quality", kind="scalar")
+    for n, record in enumerate(records[:20]):
+        add_metric_value(
+            engine, project_id=project_id, metric="quality", value=n / 4,
+            completion_id=str(record["completion_id"]),
+        )  # fmt: skip
     lake = lake_for(engine)
-    assert Syncer(lake, chunk_rows=7, workers=1).cycle() == len(records)
-    alone = _lake_rows(lake)
+    assert Syncer(lake, chunk_rows=7, workers=1).cycle() == len(records) + 20
+    alone = _lake_rows(lake), _lake_rows(lake, "metric_values")
     _remove_analytics_store(engine, lake)
     lake = lake_for(engine)
-    progress: list[int] = []
+    progress: list[tuple[str, int]] = []
     syncer = Syncer(lake, chunk_rows=7, workers=2)
-    assert syncer.cycle(on_rows=lambda _t, rows: progress.append(rows)) == len(records)
-    assert progress == [14, 14, 14, 3]  # a round of two chunks of 7 at a time, each committed
-    assert _lake_rows(lake) == alone
+    assert syncer.cycle(on_rows=lambda *seen: progress.append(seen)) == len(records) + 20
+    # A round of two chunks of 7 at a time, each committed; the same workers for both tables.
+    interactions = [("interaction", 14)] * 3 + [("interaction", 3)]
+    assert progress == [*interactions, ("metric_value", 14), ("metric_value", 6)]
+    assert (_lake_rows(lake), _lake_rows(lake, "metric_values")) == alone
     on_disk, listed = _table_files(lake)
     assert len(listed) == 7 and on_disk == listed
     more = _varied_records(project_id, 3)
