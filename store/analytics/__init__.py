@@ -11,33 +11,37 @@
     version.py    a token of the data, for caches
 
 `from store import analytics; analytics.summary(engine, filters, scope=...)`: the questions are
-re-exported here.
+re-exported here, imported on first use, so that a process that needs only a part (the sync
+owner, a build worker, the reader's start) does not import them all (pandas, pyarrow, ...).
 """
 
-from store.analytics.questions import (
-    AbTestReport,
-    Answer,
-    Filters,
-    Freshness,
-    LabelFilter,
-    MetricFilter,
-    Scope,
-    ab_test_report,
-    check_filters,
-    count_interactions,
-    get_interaction,
-    interaction_batches,
-    interactions,
-    label_keys,
-    label_values,
-    label_values_answer,
-    metric_definitions,
-    parse_time,
-    run_sql,
-    summary,
-    summary_answer,
-    synced_at,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from store.analytics.questions import (
+        AbTestReport,
+        Answer,
+        Filters,
+        Freshness,
+        LabelFilter,
+        MetricFilter,
+        Scope,
+        ab_test_report,
+        check_filters,
+        count_interactions,
+        get_interaction,
+        interaction_batches,
+        interactions,
+        label_keys,
+        label_values,
+        label_values_answer,
+        metric_definitions,
+        parse_time,
+        run_sql,
+        summary,
+        summary_answer,
+        synced_at,
+    )
 
 __all__ = [
     "AbTestReport",
@@ -63,3 +67,12 @@ __all__ = [
     "summary_answer",
     "synced_at",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The questions' names, imported from store.analytics.questions on first use."""
+    if name in __all__:
+        from store.analytics import questions
+
+        return getattr(questions, name)
+    raise AttributeError(f"module 'store.analytics' has no attribute {name!r}")

@@ -16,8 +16,9 @@ import json
 import sys
 from typing import IO, Any
 
-from store.analytics.lake import ROW_GROUP_ROWS, load_extensions
+from store.analytics.extensions import load_extensions
 
+ROW_GROUP_ROWS = 16_384  # as the analytics store's own files (store/analytics/lake.py)
 MEMORY_LIMIT = "256MB"  # DuckDB's memory in one worker: a row group of each column is buffered
 #: How a worker writes a file: as DuckLake writes its own (store/analytics/lake.py).
 COPY_OPTIONS = (

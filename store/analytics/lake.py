@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import functools
 import os
 import tempfile
@@ -53,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
+from store.analytics.extensions import load_extensions
 from store.analytics.layout import LABEL_COLUMNS_DDL, SYNC_STATE_DDL, TABLES
 from store.errors import InvalidInputError, QueryCancelledError
 from store.read_guard import ReadGuard
@@ -73,7 +73,7 @@ CATALOG_TABLES = {
     ),
 }
 CATALOG_SECONDS = 1.0
-ROW_GROUP_ROWS = 16_384
+ROW_GROUP_ROWS = 16_384  # also store/analytics/build_worker.py's
 #: DuckDB's memory in a process that syncs (the owner's child, `interlog analytics sync`): it
 #: buffers a row group of every file it writes (measured: about 500 MB at its peak).
 SYNC_MEMORY_LIMIT = "512MB"
@@ -124,28 +124,6 @@ def lake_location(url: URL, settings: Settings) -> LakeLocation:
     name = f"{url.host or 'localhost'}-{url.port or 5432}-{url.database}"
     data = configured or str(Path("interlog-analytics").resolve() / name)
     return LakeLocation(f"ducklake:postgres:{libpq(url)}", data, None, SCHEMA)
-
-
-def _extension_directory() -> Path:
-    path = Path(tempfile.gettempdir()) / f"interlog-duckdb-extensions-{os.getuid()}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def load_extensions(con: duckdb.DuckDBPyConnection, *names: str) -> None:
-    """Install (from the pip packages, never from the network) and load DuckDB extensions."""
-    import duckdb_extensions
-
-    directory = _extension_directory()
-    con.execute(f"SET extension_directory = '{directory}'")
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one process installs at a time
-        for name in names:
-            try:
-                con.execute(f"LOAD {name}")
-            except Exception:  # duckdb.IOException: not installed here yet
-                duckdb_extensions.import_extension(name, con=con)
-                con.execute(f"LOAD {name}")
 
 
 @functools.cache
