@@ -14,6 +14,9 @@ the dashboard so that its own start-up does not count:
    every interaction) has settled in the browser with its data. The CPU seconds the dashboard's
    processes used until then (less noisy than wall time on a shared machine), and RSS of the
    dashboard process (the Streamlit server; the browser's memory is not the dashboard's).
+   Each run prints when each step of it ended, counted from the process start
+   (dashboard/timing.py: the CLI starting the server, the server listening, the warm-up's
+   steps, the script run's reads), and bench/speed.py's probe taken just before it.
 2. Each other page from the page menu, its first view (its own reads not cached yet).
 3. After the data-version period (dashboard.context.REFRESH_SECONDS), every page again: the
    warm view (the version is looked up again, the data did not change, so the page comes from
@@ -47,6 +50,8 @@ if str(ROOT) not in sys.path:
 import psutil  # noqa: E402
 
 from bench import dashboard_browser, report, services  # noqa: E402
+from bench.speed import python_probe_ms  # noqa: E402
+from dashboard import timing  # noqa: E402
 
 if TYPE_CHECKING:
     import subprocess
@@ -156,10 +161,15 @@ def _wait_healthy(url: str, child: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextmanager
-def dashboard_process(url: str, workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`interlog dashboard` on the store at URL, sign-in off (loopback); stopped by PID."""
+def dashboard_process(
+    url: str, workdir: Path, timing_file: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`interlog dashboard` on the store at URL, sign-in off (loopback); stopped by PID. With
+    TIMING_FILE, its steps are noted there (dashboard/timing.py)."""
     port = services.free_port()
     env = {"INTERLOG_DATABASE_URL": url, "INTERLOG_DASHBOARD_AUTH": "false"}
+    if timing_file is not None:
+        env[timing.ENV] = str(timing_file)
     command = [sys.executable, "-m", "ingest", "dashboard", "--host", "127.0.0.1"]
     log = workdir / f"dashboard-{port}.log"
     with services.process([*command, "--port", str(port)], log=log, env=env) as child:
@@ -186,15 +196,18 @@ def one_run(url: str, workdir: Path) -> dict[str, Any]:
     """A new dashboard process in front of an open browser: the first page (seconds from the
     process start, and when it answered), RSS then, each other page's first view, every page's
     warm view, RSS after."""
+    timing_file = workdir / f"timing-{time.monotonic_ns()}.txt"
     with dashboard_browser.chromium() as driver:
+        wall_started = time.time()
         started = time.perf_counter()
-        with dashboard_process(url, workdir) as (base, child):
+        with dashboard_process(url, workdir, timing_file) as (base, child):
             healthy = time.perf_counter() - started
             dashboard_browser.first_page(driver, base)
             first = time.perf_counter() - started
             process = psutil.Process(child.pid)
             first_cpu = cpu_s(process)
             after_first = rss_mb(process)
+            steps = timing.read(str(timing_file), wall_started)
             views = _page_views(driver)
             time.sleep(refresh_seconds() + 1)
             warm = _page_views(driver, overview=True)
@@ -209,6 +222,7 @@ def one_run(url: str, workdir: Path) -> dict[str, Any]:
         "warm_view": warm,
         "after_rss_mb": after["rss_mb"],
         "after_tree_mb": after["tree_mb"],
+        "steps": [*steps, (healthy, None, "server answered"), (first, None, "first page shown")],
     }
 
 
@@ -216,6 +230,18 @@ def _page_views(driver: WebDriver, *, overview: bool = False) -> dict[str, float
     """Seconds per page, visited from the menu in order (Overview last when asked)."""
     pages = [*dashboard_browser.OTHER_PAGES, *([dashboard_browser.OVERVIEW] if overview else [])]
     return {page: dashboard_browser.visit(driver, page, text) for page, text in pages}
+
+
+def print_steps(steps: list[tuple[float, float | None, str]]) -> None:
+    """The first page's steps (dashboard/timing.py): seconds after the process started when
+    each ended, and what each took."""
+    seen: set[str] = set()
+    for at, took, step in sorted(steps, key=lambda item: item[0]):
+        if step in seen:  # the first run's steps only
+            continue
+        seen.add(step)
+        shown = "" if took is None else f" ({took:.2f} s)"
+        print(f"      {at:6.2f} s  {step}{shown}", flush=True)
 
 
 # -- per backend, over runs ---------------------------------------------------------------------
@@ -232,6 +258,8 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The per-run numbers' medians (page times per page)."""
     out: dict[str, Any] = {}
     for key, value in runs[0].items():
+        if key == "steps":
+            continue
         if isinstance(value, dict):
             out[key] = {page: statistics.median(r[key][page] for r in runs) for page in value}
         else:
@@ -243,14 +271,16 @@ def measure(backend: Backend, runs: int, workdir: Path) -> dict[str, Any]:
     """RUNS new dashboard processes on one store: the medians, and each run's first page."""
     results = []
     for number in range(runs):
+        probe = python_probe_ms()
         result = one_run(backend.url, workdir)
-        results.append(result)
+        results.append({**result, "python_probe_ms": probe})
         print(
             f"  {backend.name} run {number + 1}: first page {result['first_page_s']:.2f} s "
             f"(server up {result['healthy_s']:.2f} s, CPU {result['first_cpu_s']:.2f} s), "
-            f"RSS {result['first_rss_mb']:.0f} MB",
+            f"RSS {result['first_rss_mb']:.0f} MB; Python probe {probe:.0f} ms",
             flush=True,
         )
+        print_steps(result["steps"])
     after = store_state(backend.url)
     quiet = not backend.before.pending and after == backend.before
     if not quiet:
@@ -301,7 +331,8 @@ def print_result(result: dict[str, Any]) -> None:
         print(
             f"{name:<9} {backend['rows']:,} interactions; first page in a new process "
             f"{backend['first_page_s']:.2f} s (runs: {runs}; server answered after "
-            f"{backend['healthy_s']:.2f} s; dashboard CPU {backend['first_cpu_s']:.2f} s); "
+            f"{backend['healthy_s']:.2f} s; dashboard CPU {backend['first_cpu_s']:.2f} s; "
+            f"Python probe {backend['python_probe_ms']:.0f} ms); "
             f"RSS {backend['first_rss_mb']:.0f} MB"
             + ("" if backend.get("quiet", True) else " (another process wrote to the store)")
         )
@@ -317,6 +348,12 @@ def print_result(result: dict[str, Any]) -> None:
     for check in report.dashboard_targets(result):
         verdict = {True: "met", False: "MISSED", None: "n/a"}[check["met"]]
         print(f"  {verdict:<7} {check['target']}: {check['measured']}  {check['gap']}")
+
+
+def _shown_url(url: str) -> str:
+    from bench.query import shown_url
+
+    return shown_url(url)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -340,9 +377,3 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main()
-
-
-def _shown_url(url: str) -> str:
-    from bench.query import shown_url
-
-    return shown_url(url)

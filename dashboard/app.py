@@ -10,6 +10,10 @@ ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from dashboard import timing  # noqa: E402
+
+timing.mark("script run: started")
+
 import streamlit as st  # noqa: E402
 from sqlalchemy.exc import DBAPIError  # noqa: E402
 
@@ -19,6 +23,7 @@ from dashboard.filter_bar import render_filter_bar  # noqa: E402
 from store.db import unusable_store  # noqa: E402
 from store.settings import Settings, get_settings  # noqa: E402
 
+timing.mark("script run: entry point imported")
 PAGES_DIR = Path(__file__).resolve().parent / "views"
 FILTERED_PAGES = {"Overview", "Interactions", "Export"}
 
@@ -62,6 +67,7 @@ def _run(settings: Settings) -> None:
     if page.title in FILTERED_PAGES:
         render_filter_bar(ctx)
     page.run()
+    timing.mark(f"script run: {page.title} done")
 
 
 main()

@@ -4,10 +4,16 @@ Each chart is a Vega-Lite spec written out as a dict plus the frame of only the 
 drawn with `st.vega_lite_chart` (`draw`). Not Altair: importing it and validating every chart
 against its schema took about a second of the first page in a new process (measured with
 py-spy on 1M interactions), for specs this small.
+
+Charts drawn one above the other in a page column are one Vega-Lite chart (`stack`, a
+vconcat): the browser sets up one view per `st.vega_lite_chart`, and nine of them took ~1.4 s
+of its CPU on the Overview, two stacks of the same charts about half that (headless Chromium,
+bench/dashboard_browser.py). Streamlit stretches each chart of a stack to the column's width.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +21,9 @@ import pandas as pd
 
 POINTS_UP_TO = 40  # buckets per line drawn with a point mark each (so a lone bucket shows)
 HEIGHT = 220
+#: A chart drawn alone is fitted into its height, title and axes included; a chart of a stack is
+#: not (Vega-Lite fits single views only): its plot is this much lower, for the same size.
+FRAME_HEIGHT = 70
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,27 @@ class Chart:
 def draw(where: Any, chart: Chart) -> None:
     """Draw CHART in WHERE (`st` or a column), as wide as it is."""
     where.vega_lite_chart(chart.data, chart.spec, width="stretch")
+
+
+def stack(charts: Sequence[Chart]) -> Chart:
+    """CHARTS one above the other as one chart (a vconcat), each as high as drawn alone; they
+    draw columns of the same frame (the same rows), whose union is the stack's data. Their
+    colour scales are shared: one legend."""
+    if len(charts) == 1:
+        return charts[0]
+    specs = [
+        {**chart.spec, "height": max(40, chart.spec["height"] - FRAME_HEIGHT)}
+        if isinstance(chart.spec.get("height"), int)
+        else chart.spec
+        for chart in charts
+    ]
+    first = charts[0].data
+    if any(not chart.data.index.equals(first.index) for chart in charts):
+        raise ValueError("stacked charts draw columns of one frame")
+    columns = list(dict.fromkeys(column for chart in charts for column in chart.data.columns))
+    data = pd.concat([chart.data for chart in charts], axis=1)
+    data = data.loc[:, ~data.columns.duplicated()][columns]
+    return Chart(data, {"vconcat": specs})
 
 
 def _field(name: str) -> str:
@@ -83,9 +113,17 @@ def bars(frame: pd.DataFrame, *, group: str, value: str, title: str) -> Chart:
 
 
 def means_with_intervals(
-    frame: pd.DataFrame, *, group: str, mean: str, low: str, high: str, title: str
+    frame: pd.DataFrame,
+    *,
+    group: str,
+    mean: str,
+    low: str,
+    high: str,
+    title: str,
+    scored: str | None = None,
 ) -> Chart:
-    """A point per group at its mean with a 95% interval bar."""
+    """A point per group at its mean with a 95% interval bar; only the groups whose SCORED
+    column (a count) is positive, when given (the frame keeps every row, for `stack`)."""
     rule = {
         "mark": {"type": "rule", "strokeWidth": 2},
         "encoding": {
@@ -104,10 +142,15 @@ def means_with_intervals(
             ],
         },
     }
-    spec = {
+    shown = len(frame) if scored is None else int((frame[scored] > 0).sum())
+    spec: dict[str, Any] = {
         "title": title,
-        "height": max(80, 40 * len(frame)),
+        "height": max(80, 40 * shown),
         "encoding": {"y": _channel(group, "nominal", title=None)},
         "layer": [rule, point],
     }
-    return Chart(frame[[group, mean, low, high]], spec)
+    columns = [group, mean, low, high]
+    if scored is not None:
+        spec["transform"] = [{"filter": {"field": _field(scored), "gt": 0}}]
+        columns.append(scored)
+    return Chart(frame[columns], spec)

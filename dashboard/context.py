@@ -4,7 +4,8 @@ the version of the analytics data that cached reads are keyed on.
 The shared analytics store is checked for freshness at most every REFRESH_SECONDS (on the first
 run after that, in any session), or at once after the dashboard wrote something or on "Refresh":
 the data version only changes when the analytics store took new rows, so between changes every
-rerun is served from the caches.
+rerun is served from the caches. In a new `interlog dashboard` process, the first data version
+and project list are usually computed before any browser asks (dashboard/warmup.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from datetime import datetime
 import streamlit as st
 from sqlalchemy import Engine
 
+from dashboard import engines, timing, warmup
 from store.analytics.version import DataVersion, data_version
 from store.catalog import list_projects
-from store.db import create_store_engine
 from store.keys import Principal
 from store.settings import Settings, get_settings
 
@@ -33,10 +34,7 @@ SYNC_NOW_KEY = "interlog_sync_now"
 LATE_IMPORTS = ("pyarrow",)
 
 
-@st.cache_resource(show_spinner=False)
-def engine_for(database_url: str) -> Engine:
-    """One pooled engine per store URL for the whole Streamlit process."""
-    return create_store_engine(database_url)
+engine_for = engines.engine_for  # one pooled engine per store URL for the whole process
 
 
 @dataclass(frozen=True)
@@ -46,8 +44,12 @@ class ProjectRef:
     name: str
 
 
-@st.cache_data(ttl=PROJECTS_TTL_SECONDS, show_spinner=False)
-def _all_projects(database_url: str) -> list[ProjectRef]:
+def projects_key(database_url: str) -> tuple[str, str]:
+    """The key of the project list in dashboard/warmup.py."""
+    return ("projects", database_url)
+
+
+def read_projects(database_url: str) -> list[ProjectRef]:
     return [
         ProjectRef(id=project.id, key=project.key, name=project.name)
         for project in list_projects(engine_for(database_url))
@@ -55,9 +57,23 @@ def _all_projects(database_url: str) -> list[ProjectRef]:
     ]
 
 
+@st.cache_data(ttl=PROJECTS_TTL_SECONDS, show_spinner=False)
+def _all_projects(database_url: str) -> list[ProjectRef]:
+    return read_projects(database_url)
+
+
+def data_version_key(database_url: str) -> tuple[str, str]:
+    """The key of the data version in dashboard/warmup.py."""
+    return ("data version", database_url)
+
+
+def read_data_version(engine: Engine) -> DataVersion:
+    return data_version(engine, max_staleness=REFRESH_SECONDS)
+
+
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
 def _data_version(_engine: Engine, database_url: str) -> DataVersion:
-    return data_version(_engine, max_staleness=REFRESH_SECONDS)
+    return read_data_version(_engine)
 
 
 @st.cache_resource(show_spinner=False)
@@ -89,7 +105,13 @@ def current_data_version(engine: Engine, database_url: str) -> DataVersion:
         # The shared analytics store is built once (by the gateway's sync owner, or here for a
         # store no service runs on: a child process reads it at about 50,000 rows/s).
         with st.spinner("Bringing the analytics store up to date…"):
-            version = _data_version(engine, database_url)
+            # In a new process, the warm-up has usually looked already (dashboard/warmup.py);
+            # its version stands for this run as a cached one would (REFRESH_SECONDS).
+            version = warmup.take(
+                data_version_key(database_url),
+                lambda: _data_version(engine, database_url),
+                max_age=REFRESH_SECONDS,
+            )
         _checked_stores().add(database_url)
         return version
     if st.session_state.pop(SYNC_NOW_KEY, False):
@@ -141,7 +163,11 @@ class PageContext:
 
 def visible_projects(database_url: str, principal: Principal) -> list[ProjectRef]:
     """Every project for an admin; only its own project for a project key."""
-    projects = _all_projects(database_url)
+    projects = warmup.take(  # the warm-up's, once (as a cached list would be used)
+        projects_key(database_url),
+        lambda: _all_projects(database_url),
+        max_age=PROJECTS_TTL_SECONDS,
+    )
     if principal.is_admin:
         return projects
     return [project for project in projects if project.id == principal.project_id]
@@ -155,12 +181,12 @@ def page_context() -> PageContext:
         st.error("Not signed in.")
         st.stop()
     engine = engine_for(settings.database_url)
+    with timing.timed("page context: projects"):
+        projects = visible_projects(settings.database_url, principal)
+    with timing.timed("page context: data version (freshness check)"):
+        data = current_data_version(engine, settings.database_url)
     return PageContext(
-        settings=settings,
-        engine=engine,
-        principal=principal,
-        projects=visible_projects(settings.database_url, principal),
-        data=current_data_version(engine, settings.database_url),
+        settings=settings, engine=engine, principal=principal, projects=projects, data=data
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pandas as pd
 import streamlit as st
 
+from dashboard import timing, warmup
 from dashboard.context import PageContext, sync_on_next_run
 from store import analytics
 from store.ab_catalog import AbTestInfo, list_ab_tests
@@ -61,10 +62,13 @@ def _cached_call(
 
 
 def _cached(ctx: PageContext, name: str, key: Any, read: Callable[[], T]) -> T:
-    """read() once per (name, store, data version, scope, key)."""
-    result: T = _cached_call(
-        name, ctx.settings.database_url, ctx.version, ctx.scope_key, repr(key), read
-    )
+    """read() once per (name, store, data version, scope, key); in a new process, the warm-up
+    may have read it already (dashboard/warmup.py)."""
+    args = (name, ctx.settings.database_url, ctx.version, ctx.scope_key, repr(key))
+    if warmup.active():
+        return warmup.compute(("read", *args), read)
+    with timing.timed(f"read: {name}"):
+        result: T = _cached_call(*args, lambda: warmup.take(("read", *args), read))
     return result
 
 

@@ -7,10 +7,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, queries
+from dashboard import charts, queries, timing
 from dashboard.context import page_context
 from dashboard.filter_bar import current_filters
 
+timing.mark("overview: imported")
 EMPTY = "No interactions match these filters."
 
 
@@ -62,14 +63,17 @@ if not over_time.empty:
         for key in metric_keys
         if f"{key}_mean" in over_time and over_time[f"{key}_mean"].notna().any()
     ]
-    for index, (column, title) in enumerate(lines):
-        charts.draw(
-            left if index % 2 == 0 else right,
-            charts.line_over_time(over_time, time="time", value=column, title=title),
-        )
+    for where, part in ((left, lines[0::2]), (right, lines[1::2])):
+        if part:  # one stack per column (dashboard/charts.py)
+            drawn = [
+                charts.line_over_time(over_time, time="time", value=column, title=title)
+                for column, title in part
+            ]
+            charts.draw(where, charts.stack(drawn))
 else:
     st.info("No interactions with a model match these filters.")
 
+timing.mark("overview: charts drawn")
 st.subheader("By model")
 if by_model.empty:
     st.info("No interactions with a model match these filters.")
@@ -86,15 +90,18 @@ else:
     )
     means = [key for key in metric_keys if by_model.get(f"{key}_n", pd.Series([0])).sum() > 0]
     chart_columns = st.columns(2)
-    for index, key in enumerate(means):
-        charts.draw(
-            chart_columns[index % 2],
-            charts.means_with_intervals(
-                by_model[by_model[f"{key}_n"] > 0],
-                group="model",
-                mean=f"{key}_mean",
-                low=f"{key}_ci_low",
-                high=f"{key}_ci_high",
-                title=f"{key}: mean and 95% interval",
-            ),
-        )
+    for where, keys in zip(chart_columns, (means[0::2], means[1::2]), strict=True):
+        if keys:
+            drawn = [
+                charts.means_with_intervals(
+                    by_model,
+                    group="model",
+                    mean=f"{key}_mean",
+                    low=f"{key}_ci_low",
+                    high=f"{key}_ci_high",
+                    title=f"{key}: mean and 95% interval",
+                    scored=f"{key}_n",
+                )
+                for key in keys
+            ]
+            charts.draw(where, charts.stack(drawn))
