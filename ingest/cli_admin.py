@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import Engine
 
-from store.catalog import attach_model, create_model, create_project
-from store.db import create_store_engine
 from store.errors import StoreError
-from store.keys import create_api_key
-from store.settings import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 projects_app = typer.Typer(help="Create projects (tenants).", no_args_is_help=True)
 models_app = typer.Typer(help="Register models and attach them to projects.", no_args_is_help=True)
@@ -19,6 +17,9 @@ keys_app = typer.Typer(help="Create API keys.", no_args_is_help=True)
 
 
 def _engine() -> Engine:
+    from store.db import create_store_engine
+    from store.settings import get_settings
+
     return create_store_engine(get_settings().database_url)
 
 
@@ -33,6 +34,8 @@ def projects_create(
     name: Annotated[str | None, typer.Option(help="Display name (default: the key).")] = None,
 ) -> None:
     """Create a project."""
+    from store.catalog import create_project
+
     engine = _engine()
     try:
         project = create_project(engine, key=key, name=name)
@@ -66,6 +69,8 @@ def models_add(
     ] = None,
 ) -> None:
     """Register a model served by one or more upstream replicas."""
+    from store.catalog import create_model
+
     engine = _engine()
     try:
         model = create_model(
@@ -92,6 +97,8 @@ def models_attach(
     default: Annotated[bool, typer.Option(help="Also make it the project's default.")] = False,
 ) -> None:
     """Let a project route to a model (optionally as its default)."""
+    from store.catalog import attach_model
+
     engine = _engine()
     try:
         attach_model(engine, project_key=project, model_key=model, default=default)
@@ -112,6 +119,8 @@ def keys_create(
     if admin == (project is not None):
         typer.echo("error: give exactly one of --project KEY or --admin", err=True)
         raise typer.Exit(2)
+    from store.keys import create_api_key
+
     engine = _engine()
     try:
         created = create_api_key(engine, project_key=project, admin=admin, name=name)

@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from store.settings import get_settings
-
 analytics_app = typer.Typer(
     help="The analytics store (DuckLake) that dashboards, notebooks and REST analytics read.",
     no_args_is_help=True,
@@ -27,6 +25,7 @@ def sync(
     from store.analytics.owner import follow as follow_store
     from store.analytics.sync import sync_now
     from store.db import create_store_engine
+    from store.settings import get_settings
 
     settings = get_settings()
     if follow:
@@ -64,6 +63,7 @@ def status() -> None:
     from store.analytics.lake import LAKE, lake_for
     from store.analytics.sync import read_state
     from store.db import create_store_engine
+    from store.settings import get_settings
 
     settings = get_settings()
     engine = create_store_engine(settings.database_url)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ingest.demo import DemoResult, seed_demo
-from ingest.demo_data import DEMO_MODELS
-from ingest.demo_servers import demo_models_in_store, point_models_at, start_demo_models, stop_all
-from store.settings import get_settings
+if TYPE_CHECKING:
+    import subprocess
+
+    from ingest.demo import DemoResult
 
 
 def print_result(result: DemoResult) -> None:
@@ -29,6 +28,9 @@ def demo(
     concurrency: Annotated[int, typer.Option(min=1, help="Conversations in flight at once.")] = 24,
 ) -> None:
     """Seed demo projects, models, keys, an A/B test, interactions, scores and preferences."""
+    from ingest.demo import seed_demo
+    from store.settings import get_settings
+
     result = seed_demo(
         get_settings().database_url, interactions=interactions, concurrency=concurrency
     )
@@ -40,6 +42,14 @@ def serve_demo(database_url: str, *, interactions: int = 2000) -> list[subproces
     each of the store's demo models (ingest.demo_servers) and point the models at them, so chat
     requests to the demo projects are answered for as long as the service runs. Returns the
     servers' processes: the caller stops them."""
+    from ingest.demo import seed_demo
+    from ingest.demo_data import DEMO_MODELS
+    from ingest.demo_servers import (
+        demo_models_in_store,
+        point_models_at,
+        start_demo_models,
+        stop_all,
+    )
     from store.catalog import list_projects
     from store.db import create_store_engine
 

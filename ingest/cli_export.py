@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from tqdm import tqdm
 
 from store.errors import StoreError
-from store.settings import get_settings
 
 
 def export(
@@ -36,12 +34,15 @@ def export(
     search: Annotated[str | None, typer.Option(help="Text in the prompt or completion.")] = None,
 ) -> None:
     """Export every interaction matching the filters from the store [INTERLOG_DATABASE_URL]."""
+    from tqdm import tqdm
+
     from store.analytics import check_filters, count_interactions
     from store.analytics.lake import drop_lake
     from store.db import create_store_engine
     from store.exports import check_format, export_interactions
     from store.filters import Filters
     from store.keys import Principal
+    from store.settings import get_settings
 
     try:
         kind = check_format(format)

@@ -11,23 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
-import orjson
 import typer
-from tqdm import tqdm
 
-from ingest.errors import ApiError
-from ingest.logged_items import prepare_item
-from store.db import create_store_engine
-from store.keys import Principal
-from store.logged_interactions import read_catalog_names, write_logged_interactions
-from store.settings import get_settings
+if TYPE_CHECKING:
+    import httpx
 
 
 def _batches(path: Path, size: int) -> Iterator[list[tuple[int, Any]]]:
     """(line number, parsed JSON or the parse error) in batches; blank lines are skipped."""
+    import orjson
+
     batch: list[tuple[int, Any]] = []
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
@@ -47,6 +42,8 @@ def _batches(path: Path, size: int) -> Iterator[list[tuple[int, Any]]]:
 def _post_batch(
     client: httpx.Client, url: str, key: str, batch: list[tuple[int, Any]]
 ) -> list[tuple[int, str]]:
+    import orjson
+
     errors = [(n, str(item)) for n, item in batch if isinstance(item, Exception)]
     good = [(n, item) for n, item in batch if not isinstance(item, Exception)]
     if not good:
@@ -67,6 +64,12 @@ def _post_batch(
 def _write_batch(
     engine: Any, names: Any, project: str | None, batch: list[tuple[int, Any]]
 ) -> list[tuple[int, str]]:
+    from ingest.errors import ApiError
+    from ingest.logged_items import prepare_item
+    from store.keys import Principal
+    from store.logged_interactions import write_logged_interactions
+    from store.settings import get_settings
+
     principal = Principal(is_admin=True)
     errors: list[tuple[int, str]] = []
     numbers, records, feedbacks = [], [], []
@@ -105,6 +108,13 @@ def import_interactions(
     batch_size: Annotated[int, typer.Option(help="Interactions per batch.")] = 1000,
 ) -> None:
     """Import interactions from a JSONL file (progress bar; bad lines reported, good kept)."""
+    import httpx
+    from tqdm import tqdm
+
+    from store.db import create_store_engine
+    from store.logged_interactions import read_catalog_names
+    from store.settings import get_settings
+
     if not file.exists():
         raise typer.BadParameter(f"{file} does not exist", param_hint="FILE")
     if url and not api_key:

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import Engine
 
 from ingest.cli_admin import keys_app, models_app, projects_app
-from store import catalog, catalog_admin, key_admin
-from store.ab_lifecycle import AbTestDetails, cancel_ab_test, get_ab_test, list_ab_test_details
-from store.ab_sequential import sequential_verdict
-from store.abtests import create_ab_test
-from store.db import create_store_engine
 from store.errors import StoreError
-from store.settings import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from store import catalog_admin
+    from store.ab_lifecycle import AbTestDetails
 
 abtests_app = typer.Typer(
     help="A/B tests: share a project's traffic between models.", no_args_is_help=True
@@ -27,6 +26,9 @@ abtests_app = typer.Typer(
 @contextmanager
 def _store() -> Iterator[Engine]:
     """The store's engine; a store error ends the command with its message and exit code 1."""
+    from store.db import create_store_engine
+    from store.settings import get_settings
+
     engine = create_store_engine(get_settings().database_url)
     try:
         yield engine
@@ -53,6 +55,8 @@ def _echo_project(details: catalog_admin.ProjectDetails) -> None:
 @projects_app.command("list")
 def projects_list() -> None:
     """List projects with their default model and models."""
+    from store import catalog_admin
+
     with _store() as engine:
         projects = catalog_admin.describe_projects(engine)
     for p in projects:
@@ -62,6 +66,8 @@ def projects_list() -> None:
 @projects_app.command("get")
 def projects_get(key: Annotated[str, typer.Argument(help="Project key.")]) -> None:
     """Show one project."""
+    from store import catalog_admin
+
     with _store() as engine:
         _echo_project(catalog_admin.describe_project(engine, key=key))
 
@@ -77,6 +83,8 @@ def projects_update(
     no_default: Annotated[bool, typer.Option(help="Clear the default model.")] = False,
 ) -> None:
     """Rename a project, change its description or its default model."""
+    from store import catalog_admin
+
     changes: dict[str, Any] = {"name": name}
     if description is not None:
         changes["description"] = description
@@ -92,6 +100,8 @@ def projects_update(
 @projects_app.command("delete")
 def projects_delete(key: Annotated[str, typer.Argument(help="Project key.")]) -> None:
     """Delete an empty project (refused, saying what it holds, otherwise)."""
+    from store import catalog_admin
+
     with _store() as engine:
         catalog_admin.delete_project(engine, key=key)
     typer.echo(f"project {key} deleted")
@@ -100,6 +110,8 @@ def projects_delete(key: Annotated[str, typer.Argument(help="Project key.")]) ->
 @models_app.command("list")
 def models_list() -> None:
     """List models with their upstream replicas."""
+    from store import catalog
+
     with _store() as engine:
         models = catalog.list_models(engine)
     for m in models:
@@ -110,6 +122,8 @@ def models_list() -> None:
 @models_app.command("get")
 def models_get(key: Annotated[str, typer.Argument(help="Model key.")]) -> None:
     """Show one model and the projects using it."""
+    from store import catalog, catalog_admin
+
     with _store() as engine:
         m = catalog.get_model(engine, key=key)
         projects = catalog_admin.model_projects(engine, key=key)
@@ -140,6 +154,8 @@ def models_update(
     timeout: Annotated[float | None, typer.Option(help="Seconds for a whole answer.")] = None,
 ) -> None:
     """Change a model's upstreams or options (only those given)."""
+    from store import catalog_admin
+
     changes: dict[str, Any] = {"upstream_urls": upstream or None, "multimodal": multimodal}
     optional = {
         "upstream_model": upstream_model,
@@ -159,6 +175,8 @@ def models_detach(
     model: Annotated[str, typer.Argument(help="Model key.")],
 ) -> None:
     """Stop a project routing to a model."""
+    from store import catalog
+
     with _store() as engine:
         catalog.detach_model(engine, project_key=project, model_key=model)
     typer.echo(f"model {model} detached from project {project}")
@@ -169,6 +187,8 @@ def keys_list(
     project: Annotated[str | None, typer.Option(help="Only this project's keys.")] = None,
 ) -> None:
     """List keys: id, prefix, scope, name, created, last used, revoked (never the secret)."""
+    from store import key_admin
+
     with _store() as engine:
         keys = key_admin.list_api_keys(engine, project_key=project)
     typer.echo("id\tprefix\tscope\tname\tcreated\tlast used\trevoked")
@@ -185,6 +205,8 @@ def keys_revoke(
     key: Annotated[str, typer.Argument(help="Key id or prefix (as `keys list` shows).")],
 ) -> None:
     """Revoke a key; gateways refuse it within 5 seconds."""
+    from store import key_admin
+
     with _store() as engine:
         info = key_admin.revoke_api_key(
             engine, key_id=key_admin.find_key_id(engine, id_or_prefix=key)
@@ -223,6 +245,9 @@ def abtests_create(
     auto_deploy: Annotated[bool, typer.Option(help="Deploy the winner as default.")] = False,
 ) -> None:
     """Start an A/B test between models attached to a project."""
+    from store.ab_lifecycle import get_ab_test
+    from store.abtests import create_ab_test
+
     variants = [_parse_variant(text) for text in variant]
     with _store() as engine:
         create_ab_test(
@@ -238,6 +263,8 @@ def abtests_list(
     status: Annotated[str | None, typer.Option(help="active, done or cancelled.")] = None,
 ) -> None:
     """List A/B tests, newest first."""
+    from store.ab_lifecycle import list_ab_test_details
+
     with _store() as engine:
         tests = list_ab_test_details(engine, project_key=project, status=status)
     for t in tests:
@@ -251,6 +278,9 @@ def abtests_get(
     key: Annotated[str, typer.Argument(help="A/B test key.")],
 ) -> None:
     """Show an A/B test and where it stands under the sequential test (mSPRT)."""
+    from store.ab_lifecycle import get_ab_test
+    from store.ab_sequential import sequential_verdict
+
     with _store() as engine:
         test = get_ab_test(engine, key=key, project_key=project)
         verdict = sequential_verdict(engine, test=test)
@@ -275,6 +305,8 @@ def abtests_cancel(
     key: Annotated[str, typer.Argument(help="A/B test key.")],
 ) -> None:
     """Cancel an active A/B test: traffic goes back to the default model."""
+    from store.ab_lifecycle import cancel_ab_test
+
     with _store() as engine:
         test = cancel_ab_test(engine, key=key, project_key=project)
     typer.echo(f"A/B test {test.key} cancelled")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
-from store.catalog import list_projects
-from store.db import create_store_engine
 from store.errors import StoreError
-from store.metrics import create_metric, find_project, list_metrics
-from store.models import MetricKind, ScoringType
-from store.settings import get_settings
+
+
+class Kind(StrEnum):
+    """store.models.MetricKind's values, without importing the models (and SQLModel) for every
+    command line (tests/ingest/test_cli_metrics.py checks that they agree)."""
+
+    SCALAR = "scalar"
+    BOOL = "bool"
+
 
 metrics_app = typer.Typer(help="Register feedback metrics and list them.", no_args_is_help=True)
 
@@ -21,8 +26,8 @@ def metrics_create(
     project: Annotated[str, typer.Argument(help="Project key.")],
     key: Annotated[str, typer.Argument(help="Metric key clients log values against.")],
     kind: Annotated[
-        MetricKind, typer.Option(help="scalar (any number) or bool (true/false/0/1).")
-    ] = MetricKind.SCALAR,
+        Kind, typer.Option(help="scalar (any number) or bool (true/false/0/1).")
+    ] = Kind.SCALAR,
     lower_is_better: Annotated[
         bool, typer.Option("--lower-is-better", help="Lower values are better (e.g. latency).")
     ] = False,
@@ -30,6 +35,11 @@ def metrics_create(
     description: Annotated[str | None, typer.Option(help="What the metric means.")] = None,
 ) -> None:
     """Register a metric in a project; values can be logged against it from then on."""
+    from store.db import create_store_engine
+    from store.metrics import create_metric
+    from store.models import ScoringType
+    from store.settings import get_settings
+
     scoring = ScoringType.LOWER_IS_BETTER if lower_is_better else ScoringType.HIGHER_IS_BETTER
     engine = create_store_engine(get_settings().database_url)
     try:
@@ -57,6 +67,11 @@ def metrics_list(
     ] = None,
 ) -> None:
     """List metrics: key, kind, scoring and description, one per line."""
+    from store.catalog import list_projects
+    from store.db import create_store_engine
+    from store.metrics import find_project, list_metrics
+    from store.settings import get_settings
+
     engine = create_store_engine(get_settings().database_url)
     try:
         project_id = find_project(engine, id_or_key=project).id if project else None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -199,3 +201,105 @@ def test_serve_explains_a_journal_dir_it_cannot_use(sqlite_url: str, tmp_path: P
         assert "Traceback" not in done.stderr
         [line] = done.stderr.strip().splitlines()
         assert line.startswith(f"error: INTERLOG_JOURNAL_DIR={journal_dir} ") and reason in line
+
+
+# -- a lean command line: `interlog dashboard` and `--help` load what they use --------------------
+
+LEAN_DRIVER = r"""
+import json, sys
+import ingest.cli as cli
+
+started = []
+cli._run_forwarding_signals = lambda command: started.append(command) or 0
+sys.argv = ["interlog", *sys.argv[1:]]
+try:
+    cli.main()
+except SystemExit:
+    pass
+heavy = {"sqlalchemy", "sqlmodel", "pydantic_settings", "migrations", "alembic", "streamlit",
+         "pandas", "pyarrow", "duckdb", "httpx", "uvicorn", "fastapi", "psycopg"}
+loaded = sorted({name.split(".")[0] for name in sys.modules} & heavy)
+store = sorted(name for name in sys.modules if name.startswith("store.") and name != "store.errors")
+print(json.dumps({"started": started, "loaded": loaded, "store": store}))
+"""
+
+
+def _lean(args: list[str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", LEAN_DRIVER, *args],
+        env=interlog_env({}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["dashboard", "--help"], ["dashboard", "--port", "8599"], ["db", "--help"]]
+)
+def test_help_and_dashboard_load_no_store_database_or_server_library(args: list[str]) -> None:
+    """The parent of the dashboard's server only parses its command line and starts the
+    server: what a new dashboard process does before Streamlit starts is timed
+    (bench/dashboard.py)."""
+    report = _lean(args)
+    assert report["loaded"] == []
+    assert report["store"] == []
+    if args[-1] == "8599":
+        [command] = report["started"]
+        assert command == [sys.executable, "-m", "dashboard.streamlit_server", "--port", "8599"]
+
+
+def test_the_dashboard_server_reads_what_is_not_given_from_the_settings() -> None:
+    from ingest.cli import dashboard_command
+
+    assert dashboard_command()[1:] == ["-m", "dashboard.streamlit_server"]
+    assert dashboard_command("0.0.0.0", 9000)[3:] == ["--host", "0.0.0.0", "--port", "9000"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["dashboard"],
+        ["dashboard", "--port", "8600"],
+        ["dashboard", "--host", "0.0.0.0", "--port=8600"],
+        ["dashboard", "--host=::1"],
+        ["dashboard", "--port", "0", "--host", ""],
+    ],
+)
+def test_interlog_dashboard_starts_the_server_typer_would_start(
+    args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`interlog dashboard` is parsed without Typer (ingest/cli.py), into the same command."""
+    import ingest.cli as cli
+
+    started: list[list[str]] = []
+
+    def run_dashboard(command: list[str]) -> int:
+        started.append(command)
+        return 0
+
+    monkeypatch.setattr(cli, "run_dashboard", run_dashboard)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert cli._dashboard_without_typer(args) == started[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["dashboard", "--help"],
+        ["dashboard", "--port", "x"],
+        ["dashboard", "--port"],
+        ["dashboard", "--port", "--host", "x"],
+        ["dashboard", "--hots", "x"],
+        ["dashboard", "--port", "1", "--port", "2"],
+        ["db", "upgrade"],
+    ],
+)
+def test_anything_else_goes_to_typer(args: list[str]) -> None:
+    import ingest.cli as cli
+
+    assert cli._dashboard_without_typer(args) is None

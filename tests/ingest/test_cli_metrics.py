@@ -67,3 +67,11 @@ def test_duplicate_metric_is_refused(store_env: dict[str, str]) -> None:
     assert runner.invoke(app, ["metrics", "create", "shop", "q"], env=store_env).exit_code == 0
     again = runner.invoke(app, ["metrics", "create", "shop", "q"], env=store_env)
     assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_the_kind_option_offers_the_store_s_metric_kinds() -> None:
+    """`--kind` has its own enum (the command line does not import the store's models)."""
+    from ingest.cli_metrics import Kind
+    from store.models import MetricKind
+
+    assert [kind.value for kind in Kind] == [kind.value for kind in MetricKind]
