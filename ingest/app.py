@@ -22,6 +22,7 @@ from ingest import (
     feedback_api,
     health,
     ingest_api,
+    models_api,
     readback_api,
     status,
 )
@@ -197,6 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(export_api.router)  # before readback's /interactions/{completion_id}
     app.include_router(analytics_api.router)
     app.include_router(readback_api.router)
+    app.include_router(models_api.router)
     app.include_router(create_graphql_router())
     app.include_router(status.router)
     app.include_router(ingest_api.router)
