@@ -32,6 +32,7 @@ from ingest.chat_endpoint import ChatEndpoint, is_chat_request
 from ingest.errors import install_error_handlers
 from ingest.graphql import create_graphql_router
 from ingest.journal import Journal
+from ingest.json_bodies import read_body_as_json
 from ingest.key_usage import KeyUsage
 from ingest.last_known import SAVE_SECONDS, last_known_for
 from ingest.limits import LimitsMiddleware
@@ -63,6 +64,7 @@ class InterlogApp(FastAPI):
                 self._chat = LimitsMiddleware(chat, settings=self.state.settings)
             await self._chat(scope, receive, send)
             return
+        read_body_as_json(scope)  # one rule for every JSON route (ingest/json_bodies.py)
         await super().__call__(scope, receive, send)
 
 
