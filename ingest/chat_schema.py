@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 #: Fields Interlog consumes itself; they never reach the upstream. `stream_options` is rebuilt.
 INTERLOG_FIELDS = frozenset(
@@ -45,7 +45,7 @@ class ChatMessage(BaseModel):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    include_usage: bool | None = None
+    include_usage: StrictBool | None = None
 
 
 class ChatRequest(BaseModel):
@@ -55,7 +55,7 @@ class ChatRequest(BaseModel):
 
     model: str = Field(min_length=1, description='"project" or "project/model"')
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False  # "yes" or 1 is a 422, not a stream taken for JSON
     stream_options: StreamOptions | None = None
     session_id: uuid.UUID | None = None
     user: str | None = Field(default=None, max_length=256)

@@ -147,6 +147,15 @@ def test_body_larger_than_the_limit_is_413(setup: Setup) -> None:
         (message(max_tokens=-1), "max_tokens"),
         (message(session_id="not-a-uuid"), "session_id"),
         (message(labels={"k": 1}), "labels.k"),
+        # `stream` and `include_usage` are JSON booleans: "yes", 1 or "true" were taken as true
+        # by validation but as false by the handler (the stream was parsed as JSON: a 502).
+        (message(stream="yes"), "stream"),
+        (message(stream=1), "stream"),
+        (message(stream="true"), "stream"),
+        (
+            message(stream=True, stream_options={"include_usage": "yes"}),
+            "stream_options.include_usage",
+        ),
     ],
 )
 def test_body_not_matching_the_schema_is_422(
