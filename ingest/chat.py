@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from ingest.auth import authenticate_header, check_project_key
+from ingest.chat_headers import ChatHeaders
 from ingest.chat_schema import ChatRequest, upstream_params
 from ingest.context import CHAT_CONTEXT_KEY, ChatContext
 from ingest.errors import (
@@ -183,8 +184,7 @@ async def create_chat_completion(request: Request) -> Response:
     result = await run_chat(
         request.app.state,
         await request.body(),
-        authorization=request.headers.get("authorization"),
-        accept=request.headers.get("accept", ""),
+        headers=ChatHeaders.of_scope(request.scope["headers"]),
         scope_state=state,
     )
     return result.to_response()
@@ -194,17 +194,17 @@ async def run_chat(
     app_state: Any,
     body: bytes,
     *,
-    authorization: str | None,
-    accept: str,
+    headers: ChatHeaders,
     scope_state: dict[str, Any],
 ) -> ChatResult:
     """The whole chat completion: the ChatContext goes to `scope_state` for the capture step."""
-    wants_sse = "text/event-stream" in accept
+    wants_sse = "text/event-stream" in headers.accept
     stream = False
     try:
         raw = _parse_body(body, app_state.settings.max_body_bytes)
         stream = raw.get("stream") is True
-        principal = await authenticate_header(app_state, authorization)
+        principal = await authenticate_header(app_state, headers.authorization)
+        headers.with_header_labels_and_session(raw, app_state.settings)
         try:
             chat = ChatRequest.model_validate(raw)
         except ValidationError as exc:
@@ -247,9 +247,9 @@ async def run_chat(
         return error_answer(error, stream=stream, wants_sse=wants_sse)
     except (DBAPIError, psycopg.Error, sqlite3.Error) as exc:
         # A key or route the store had to be asked for, and it is away: 503 with Retry-After.
-        unavailable, headers = database_api_error(exc)
+        unavailable, retry_after = database_api_error(exc)
         refused = error_answer(unavailable, stream=stream, wants_sse=wants_sse)
-        refused.headers.update(headers or {})
+        refused.headers.update(retry_after or {})
         return refused
 
 

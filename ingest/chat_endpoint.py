@@ -21,24 +21,13 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ingest.chat import ChatResult, run_chat
+from ingest.chat_headers import ChatHeaders
 from ingest.errors import error_body
 
 log = logging.getLogger("interlog.chat")
 
 #: Paths answered by ChatEndpoint (POST only).
 CHAT_ENDPOINT_PATHS = frozenset({"/api/v1/chat/completions"})
-
-
-def _headers_of(scope: Scope) -> tuple[str | None, str]:
-    """The Authorization and Accept header values (latin-1, as HTTP headers are)."""
-    authorization: str | None = None
-    accept = ""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            authorization = value.decode("latin-1")
-        elif name == b"accept":
-            accept = value.decode("latin-1")
-    return authorization, accept
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -63,12 +52,10 @@ class ChatEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            authorization, accept = _headers_of(scope)
             result = await run_chat(
                 scope["app"].state,
                 await _read_body(receive),
-                authorization=authorization,
-                accept=accept,
+                headers=ChatHeaders.of_scope(scope["headers"]),
                 scope_state=scope.setdefault("state", {}),
             )
         except Exception:
