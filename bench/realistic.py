@@ -1278,7 +1278,7 @@ class Generator:
                 ("Service Unavailable", "The server is overloaded, please retry later")
             )
             latency = rng.uniform(3, 400)
-            return _Failure(f"the upstream of model {key} answered 503: {message}", latency)
+            return _Failure(f"the upstream of model {key} is unavailable (503): {message}", latency)
         if roll < 0.6:
             return _Failure(
                 f"the upstream of model {key} timed out (504): upstream request timeout",

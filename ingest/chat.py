@@ -88,7 +88,9 @@ class ChatResult:
 
 def error_answer(error: ApiError, *, stream: bool, wants_sse: bool) -> ChatResult:
     """An error before any byte was sent, in the form the client can show (module docstring)."""
-    headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else {}
+    headers = {**error.headers}
+    if error.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     if stream and wants_sse:
         text = f"Interlog error {error.status_code} {error.code}: {error.message}"
         body = b"data: " + " ".join(text.splitlines()).encode() + b"\n\n" + sse_event(error.body())

@@ -54,10 +54,18 @@ class ApiError(Exception):
     error_type = "invalid_request_error"
     code = "bad_request"
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.headers = headers or {}  # sent with the answer (e.g. an upstream's Retry-After)
         if code is not None:
             self.code = code
 
@@ -107,6 +115,23 @@ class UpstreamError(ApiError):
     status_code = 502
     error_type = "upstream_error"
     code = "upstream_error"
+
+
+class UpstreamRateLimited(ApiError):
+    """The upstream answered 429: passed on as 429 (with its Retry-After), so that clients
+    back off as they would before the model itself."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "upstream_rate_limited"
+
+
+class UpstreamUnavailable(ApiError):
+    """The upstream answered 503: passed on as 503 (with its Retry-After)."""
+
+    status_code = 503
+    error_type = "upstream_error"
+    code = "upstream_unavailable"
 
 
 class UpstreamTimeout(ApiError):
@@ -241,8 +266,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return error_response(exc, headers, path=request.url.path)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+        return error_response(exc, {**exc.headers, **headers} or None, path=request.url.path)
 
     @app.exception_handler(NotFoundError)
     @app.exception_handler(AlreadyExistsError)

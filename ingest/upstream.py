@@ -21,13 +21,21 @@ import asyncio
 import itertools
 import logging
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from ingest.errors import ApiError, BadRequest, UpstreamError, UpstreamTimeout
+from ingest.errors import (
+    ApiError,
+    BadRequest,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from ingest.routing import UpstreamModel, unit_hash
 from ingest.upstream_http import ConnectError, HttpPool, PendingPost, UpstreamResponse
 from store.settings import Settings
@@ -36,6 +44,8 @@ from store.upstream_keys import api_key_env_problem
 log = logging.getLogger("interlog.upstream")
 
 _ERROR_BODY_LIMIT = 64 * 1024
+#: An IMF-fixdate (RFC 9110), e.g. "Wed, 21 Oct 2026 07:28:00 GMT".
+_HTTP_DATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT\Z")
 
 
 @dataclass
@@ -85,7 +95,34 @@ async def failure_of(call: UpstreamCall, model: UpstreamModel) -> ApiError:
         return BadRequest(f"the upstream of model {model.key} rejected the request: {message}")
     if status in (408, 504):
         return UpstreamTimeout(f"the upstream of model {model.key} timed out ({status}): {message}")
+    retry = _retry_after(call.response.headers.get("retry-after"))
+    if status == 429:
+        return UpstreamRateLimited(
+            f"the upstream of model {model.key} is rate limiting (429): {message}", headers=retry
+        )
+    if status == 503:
+        return UpstreamUnavailable(
+            f"the upstream of model {model.key} is unavailable (503): {message}", headers=retry
+        )
+    if status in (401, 403):  # Interlog's credentials, not the client's: never a 401 here
+        return UpstreamError(
+            f"the upstream of model {model.key} refused Interlog's credentials ({status}): "
+            f"{message}; check the upstream key in the variable the model's api_key_env names "
+            f"(`interlog models update {model.key} --api-key-env NAME`)",
+            code="upstream_auth_failed",
+        )
     return UpstreamError(f"the upstream of model {model.key} answered {status}: {message}")
+
+
+def _retry_after(value: str | None) -> dict[str, str]:
+    """The upstream's Retry-After, to pass on: delay-seconds or an IMF-fixdate (nothing else)."""
+    if value is None:
+        return {}
+    value = value.strip()
+    seconds = value.isascii() and value.isdigit() and len(value) <= 10
+    if not seconds and not _HTTP_DATE.match(value):
+        return {}
+    return {"Retry-After": value}
 
 
 class UpstreamPool:

@@ -149,9 +149,12 @@ def chat_answer(content: str) -> dict[str, Any]:
 
 
 @contextmanager
-def fixed_upstream(answer: dict[str, Any]) -> Iterator[tuple[str, list[dict[str, str]]]]:
-    """An OpenAI-like upstream on loopback that answers ANSWER (JSON) to every POST; yields its
-    base URL and the headers of each request it received (names in lower case)."""
+def fixed_upstream(
+    answer: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """An OpenAI-like upstream on loopback that answers ANSWER (JSON) with STATUS and HEADERS to
+    every POST; yields its base URL and the headers of each request it received (names in lower
+    case)."""
     seen: list[dict[str, str]] = []
     body = json.dumps(answer).encode()  # a NUL in a string goes out as the escape \u0000
 
@@ -161,7 +164,9 @@ def fixed_upstream(answer: dict[str, Any]) -> Iterator[tuple[str, list[dict[str,
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
             seen.append({name.lower(): value for name, value in self.headers.items()})
-            self.send_response(200)
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
