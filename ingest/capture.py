@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ingest.context import CHAT_CONTEXT_KEY, ChatContext
 from ingest.journal import Journal
 from ingest.telemetry import Telemetry
+from ingest.upstream_answer import MAX_TOKENS
 from store.ids import uuid7_str
 from store.interactions import InteractionRecord
 
@@ -229,7 +230,7 @@ class ResponseTee:
                 "choice_index": choice.index,
                 "replica": context.replica,
                 "completion": choice.text,
-                "finish_reason": choice.finish_reason,
+                "finish_reason": _fits(choice.finish_reason, FINISH_REASON_CHARS),
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens[position],
                 "ttft_ms": ttft_ms,
@@ -248,10 +249,10 @@ class ResponseTee:
         usage = self.usage or {}
         prompt = usage.get("prompt_tokens")
         completion = usage.get("completion_tokens")
-        if not isinstance(prompt, int):
+        if not _token_count(prompt):
             prompt = estimate_tokens(_message_text(context.messages))
         texts = [choice.text for choice in choices]
-        if not isinstance(completion, int):
+        if not _token_count(completion):
             return prompt, [estimate_tokens(text) for text in texts]
         if len(choices) == 1:
             return prompt, [completion]
@@ -380,3 +381,20 @@ async def _record(
         if telemetry is not None:
             telemetry.capture_errors += 1
         log.exception("capture: cannot journal a chat interaction")
+
+
+#: The store's finish_reason column (store.models.Interaction).
+FINISH_REASON_CHARS = 64
+
+
+def _fits(text: str | None, limit: int) -> str | None:
+    """TEXT cut to LIMIT characters, the cut marked with "…": an upstream's string longer than
+    its column is kept that way, never a row the store refuses after the answer was delivered."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def _token_count(value: Any) -> TypeGuard[int]:
+    """Whether an upstream's token count can be stored as it is (else it is estimated)."""
+    return type(value) is int and 0 <= value <= MAX_TOKENS

@@ -47,6 +47,7 @@ from ingest.errors import (
 )
 from ingest.routing import Route
 from ingest.upstream import UpstreamCall, UpstreamPool, failure_of
+from ingest.upstream_answer import chunk_problem, completion_problem
 from ingest.vision import PreparedMessages, prepare_messages
 from store.ids import uuid4, uuid7_hex, uuid7_str
 
@@ -277,6 +278,13 @@ async def _read_completion(call: UpstreamCall, route: Route) -> dict[str, Any]:
             f"the upstream of model {route.model.key} answered 200 with an error: "
             f"{_error_text(data['error'])}"
         )
+    problem = completion_problem(data)
+    if problem is not None:
+        raise UpstreamError(
+            f"the upstream of model {route.model.key} answered a completion that does not "
+            f"match the chat schema: {problem}",
+            code="upstream_bad_answer",
+        )
     return data
 
 
@@ -378,8 +386,9 @@ class ChunkRewriter:
 
 
 def _stream_error(message: str, code: str) -> bytes:
+    """The end of a stream that went wrong: the error event, then `[DONE]`."""
     body = {"error": {"message": message, "type": "upstream_error", "param": None, "code": code}}
-    return sse_event(body)
+    return sse_event(body) + b"data: [DONE]\n\n"
 
 
 async def relay_stream(
@@ -442,5 +451,12 @@ def _relay_event(rewriter: ChunkRewriter, data: bytes, model: str) -> bytes | No
         error = chunk["error"]
         detail = error.get("message") if isinstance(error, dict) else error
         return _stream_error(f"model {model}: upstream error: {detail}", "upstream_error")
+    problem = chunk_problem(chunk)
+    if problem is not None:
+        return _stream_error(
+            f"model {model}: the upstream sent a chunk that does not match the chat schema: "
+            f"{problem}",
+            "upstream_bad_answer",
+        )
     out = rewriter.rewrite(chunk)
     return None if out is None else sse_event(out)

@@ -185,6 +185,31 @@ def fixed_upstream(
         server.server_close()
 
 
+def routed_model(live: LiveGateway, upstream_url: str, *, prefix: str = "m") -> str:
+    """A new model of the live gateway's project on UPSTREAM_URL: its `model` value, once the
+    gateway routes to it (it caches a project's routes for a few seconds)."""
+    import httpx
+
+    key = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    engine = create_store_engine(live.database_url)
+    try:
+        create_model(engine, key=key, upstream_urls=[upstream_url])
+        attach_model(engine, project_key=live.project_key, model_key=key)
+    finally:
+        engine.dispose()
+    model = f"{live.project_key}/{key}"
+    body = {"model": model, "messages": [{"role": "user", "content": "routed yet?"}]}
+    headers = {"Authorization": f"Bearer {live.api_key}"}
+    deadline = time.monotonic() + 20
+    while (
+        httpx.post(f"{live.api_url}/chat/completions", json=body, headers=headers).status_code
+        == 404
+    ):
+        assert time.monotonic() < deadline, f"the gateway never routed {model}"
+        time.sleep(0.3)
+    return model
+
+
 def copy_sqlite_template(template: Path, directory: Path) -> str:
     """A migrated SQLite store of its own (a copy of the session's migrated template)."""
     directory.mkdir(parents=True, exist_ok=True)

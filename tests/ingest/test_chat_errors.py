@@ -232,7 +232,8 @@ def test_streaming_timeout_mid_stream_ends_with_an_error_event(setup: Setup) -> 
     assert response.status_code == 200
     events = [e.removeprefix("data: ") for e in response.text.split("\n\n") if e]
     assert json.loads(events[0])["choices"][0]["delta"]["role"] == "assistant"
-    last = json.loads(events[-1])
+    assert events[-1] == "[DONE]"  # after the error event, as every stream ends
+    last = json.loads(events[-2])
     assert last["error"]["code"] == "upstream_timeout"
 
 

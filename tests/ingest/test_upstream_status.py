@@ -15,10 +15,9 @@ import openai
 import pytest
 from sqlalchemy import select
 
-from store.catalog import attach_model, create_model
 from store.db import create_store_engine
 from store.interactions import INTERACTION_TABLE
-from tests.servers import LiveGateway, demo_upstream, fixed_upstream, live_gateway
+from tests.servers import LiveGateway, demo_upstream, fixed_upstream, live_gateway, routed_model
 
 __all__ = ["demo_upstream", "live_gateway"]
 
@@ -31,27 +30,7 @@ def model_answering(
     HEADERS; yields its `model` value once the gateway routes to it."""
     body = {"error": {"message": f"upstream says {status}", "type": "x", "code": status}}
     with fixed_upstream(body, status=status, headers=headers) as (url, _):
-        key = f"s{status}-{uuid.uuid4().hex[:6]}"
-        engine = create_store_engine(live.database_url)
-        try:
-            create_model(engine, key=key, upstream_urls=[url])
-            attach_model(engine, project_key="proj", model_key=key)
-        finally:
-            engine.dispose()
-        client = openai.OpenAI(base_url=live.api_url, api_key=live.api_key, max_retries=0)
-        deadline = time.monotonic() + 20
-        while True:  # the gateway caches a project's routes for a few seconds
-            try:
-                client.chat.completions.create(
-                    model=f"proj/{key}", messages=[{"role": "user", "content": "routed yet?"}]
-                )
-            except openai.NotFoundError:
-                assert time.monotonic() < deadline
-                time.sleep(0.3)
-                continue
-            except openai.APIStatusError:
-                break
-        yield f"proj/{key}"
+        yield routed_model(live, url, prefix=f"s{status}")
 
 
 def _call(live: LiveGateway, model: str) -> Any:
