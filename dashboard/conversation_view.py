@@ -28,8 +28,14 @@ def render_messages(engine: Engine, messages: list[dict[str, Any]]) -> None:
     for message in messages:
         role = str(message.get("role", "user"))
         with st.chat_message(role, avatar=ROLE_AVATARS.get(role)):
-            st.caption(role)
+            answering = message.get("tool_call_id")
+            st.caption(f"{role} · answers {answering}" if answering else role)
             content = message.get("content")
+            calls = message.get("tool_calls")
+            if calls:
+                render_tool_calls(calls)
+                if not content:
+                    continue
             if not isinstance(content, list):
                 st.markdown(_message_text(content) or "_(empty)_")
                 continue
@@ -48,12 +54,33 @@ def render_messages(engine: Engine, messages: list[dict[str, Any]]) -> None:
                     st.warning(f"Image {digest[:12]}… is not in the store.")
 
 
+def render_tool_calls(calls: Any) -> None:
+    """Each tool call: its name and id, and its arguments (pretty when they are JSON)."""
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            st.code(_message_text(call), language="json")
+            continue
+        st.markdown(f"🛠️ calls **{function.get('name') or '?'}** · `{call.get('id') or ''}`")
+        arguments = function.get("arguments")
+        try:
+            shown = json.dumps(json.loads(str(arguments)), ensure_ascii=False, indent=2)
+        except (TypeError, ValueError):
+            shown = _message_text(arguments)
+        st.code(shown, language="json")
+
+
 def render_completion(view: InteractionView) -> None:
-    """The assistant's answer, or the error the request ended with."""
+    """The assistant's answer (text and tool calls), or the error the request ended with."""
     with st.chat_message("assistant"):
         st.caption(f"assistant · completion · {view.finish_reason or view.status}")
         if view.status != "ok" and view.error:
             st.error(view.error)
+        if view.tool_calls:
+            render_tool_calls(view.tool_calls)
+            if view.completion:
+                st.markdown(view.completion)
+            return
         st.markdown(view.completion or "_(no completion text)_")
 
 

@@ -47,10 +47,62 @@ class _Choice:
     completion_id: str | None = None
     parts: list[str] = field(default_factory=list)
     finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # a whole answer's
+    streamed_calls: dict[int, _StreamedCall] = field(default_factory=dict)  # by delta index
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    def add_call_deltas(self, deltas: Any) -> None:
+        """A stream's `delta.tool_calls`: each delta carries its call's `index`, the first one
+        its `id`, `type` and `function.name`, and every one a piece of `function.arguments`."""
+        for delta in deltas if isinstance(deltas, list) else ():
+            if not isinstance(delta, dict):
+                continue
+            index = delta.get("index")
+            if type(index) is not int:
+                index = len(self.streamed_calls)
+            call = self.streamed_calls.get(index)
+            if call is None:
+                call = self.streamed_calls[index] = _StreamedCall()
+            call.add(delta)
+
+    def calls(self) -> list[dict[str, Any]] | None:
+        """The answer's tool calls as OpenAI's `message.tool_calls`, or None."""
+        if self.streamed_calls:
+            return [self.streamed_calls[i].whole() for i in sorted(self.streamed_calls)]
+        return self.tool_calls or None
+
+
+@dataclass
+class _StreamedCall:
+    """One tool call assembled from a stream's deltas."""
+
+    id: str | None = None
+    type: str | None = None
+    name: str | None = None
+    arguments: list[str] = field(default_factory=list)
+
+    def add(self, delta: dict[str, Any]) -> None:
+        if isinstance(delta.get("id"), str):
+            self.id = delta["id"]
+        if isinstance(delta.get("type"), str):
+            self.type = delta["type"]
+        function = delta.get("function")
+        if isinstance(function, dict):
+            name, arguments = function.get("name"), function.get("arguments")
+            if isinstance(name, str) and name:
+                self.name = name if self.name is None else self.name + name
+            if isinstance(arguments, str):
+                self.arguments.append(arguments)
+
+    def whole(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type or "function",
+            "function": {"name": self.name, "arguments": "".join(self.arguments)},
+        }
 
 
 def estimate_tokens(text: str) -> int:
@@ -154,6 +206,10 @@ class ResponseTee:
                 choice.parts.append(content)
                 if self.first_token_at is None:
                     self.first_token_at = now
+            if isinstance(delta, dict) and delta.get("tool_calls"):
+                choice.add_call_deltas(delta["tool_calls"])
+                if self.first_token_at is None:
+                    self.first_token_at = now
             if raw.get("finish_reason"):
                 choice.finish_reason = str(raw["finish_reason"])
 
@@ -180,6 +236,9 @@ class ResponseTee:
             content = message.get("content") if isinstance(message, dict) else None
             if isinstance(content, str):
                 choice.parts.append(content)
+            calls = message.get("tool_calls") if isinstance(message, dict) else None
+            if isinstance(calls, list):
+                choice.tool_calls = [call for call in calls if isinstance(call, dict)]
             if raw.get("finish_reason"):
                 choice.finish_reason = str(raw["finish_reason"])
 
@@ -230,6 +289,7 @@ class ResponseTee:
                 "choice_index": choice.index,
                 "replica": context.replica,
                 "completion": choice.text,
+                "tool_calls": choice.calls(),
                 "finish_reason": _fits(choice.finish_reason, FINISH_REASON_CHARS),
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens[position],

@@ -296,6 +296,16 @@ def _error_text(error: Any) -> str:
     return " ".join(text.split())[:300]
 
 
+def _content(message: dict[str, Any]) -> Any:
+    """A message's (or delta's) content for the client: null stays null beside tool calls
+    (OpenAI's shape); otherwise a string, never null (the adaptive-sdk refuses a null content,
+    client-protocol §3.2)."""
+    content = message.get("content")
+    if content is None and message.get("tool_calls"):
+        return None
+    return content or ""
+
+
 def build_completion(data: dict[str, Any], context: ChatContext, model: str) -> dict[str, Any]:
     """The union of the Adaptive and OpenAI response shapes (protocol §3.2)."""
     choices = []
@@ -307,7 +317,7 @@ def build_completion(data: dict[str, Any], context: ChatContext, model: str) -> 
             **upstream_message,
             "id": completion_id,
             "role": upstream_message.get("role") or "assistant",
-            "content": upstream_message.get("content") or "",
+            "content": _content(upstream_message),
         }
         item = {
             "index": choice.get("index", position),
@@ -370,7 +380,7 @@ class ChunkRewriter:
                         **delta,
                         "id": completion_id,
                         "role": delta.get("role") or "assistant",
-                        "content": delta.get("content") or "",
+                        "content": _content(delta),
                     },
                 }
             )

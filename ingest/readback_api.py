@@ -52,6 +52,7 @@ def interaction_json(view: InteractionView) -> dict[str, Any]:
         "messages": view.messages,
         "params": view.params,
         "completion": view.completion,
+        "tool_calls": view.tool_calls,
         "finish_reason": view.finish_reason,
         "usage": {
             "prompt_tokens": view.prompt_tokens,

@@ -3,9 +3,13 @@
 Formats: CSV and Parquet (one row per interaction with a column per metric key, as
 `analytics.interactions`), and JSONL in OpenAI's fine-tuning chat format: one
 `{"messages": [...prompt..., {"role": "assistant", "content": completion}]}` per completion.
-In JSONL, multi-part contents are flattened to their text parts joined by newlines and image
-parts are omitted (the fine-tuning text format has no place for our stored image references);
-interactions without a completion (errors, cancellations) are skipped. Only completions whose
+Tools stay intact: the request's `tools` go on the line (`"tools": [...]`), an earlier
+assistant turn keeps its `tool_calls` and a tool message its `tool_call_id`, and an answer that
+called tools ends the line with `{"role": "assistant", "tool_calls": [...]}` (its text as
+`content` when it had some). In JSONL, multi-part contents are flattened to their text parts
+joined by newlines and image parts are omitted (the fine-tuning text format has no place for
+our stored image references); interactions with neither a completion nor tool calls (errors,
+cancellations) are skipped. Only completions whose
 metric passes a threshold: put the condition in `Filters(metrics=["quality>=0.8"])`.
 """
 
@@ -70,22 +74,58 @@ def _text(content: Any) -> str:
     return "\n".join(p for p in parts if p and isinstance(p, str))
 
 
-def fine_tuning_example(messages_json: str | None, completion: str | None) -> bytes | None:
-    """One JSONL line: the prompt messages (text only) plus the completion as the assistant turn."""
-    if not completion:
+#: Message fields a fine-tuning line keeps beside role and content.
+_TURN_FIELDS = ("name", "tool_calls", "tool_call_id", "weight")
+
+
+def _turn(message: dict[str, Any]) -> dict[str, Any]:
+    turn: dict[str, Any] = {"role": message.get("role", "user")}
+    content = _text(message.get("content"))
+    if content or not message.get("tool_calls"):  # an assistant turn of tool calls only: none
+        turn["content"] = content
+    turn.update((key, message[key]) for key in _TURN_FIELDS if message.get(key) is not None)
+    return turn
+
+
+def _loaded(document: Any) -> Any:
+    return orjson.loads(document) if isinstance(document, str | bytes) else document
+
+
+def fine_tuning_example(
+    messages_json: str | None,
+    completion: str | None,
+    tool_calls_json: str | None = None,
+    params_json: str | None = None,
+) -> bytes | None:
+    """One JSONL line: the prompt messages (text only, tool calls and tool messages intact),
+    the answer as the assistant turn, and the request's tools; None for an answer with
+    neither text nor tool calls."""
+    tool_calls = _loaded(tool_calls_json) if tool_calls_json else None
+    if not completion and not tool_calls:
         return None
-    messages = orjson.loads(messages_json) if messages_json else []
-    turns = [{"role": m.get("role", "user"), "content": _text(m.get("content"))} for m in messages]
-    turns.append({"role": "assistant", "content": completion})
-    return orjson.dumps({"messages": turns}) + b"\n"
+    messages = _loaded(messages_json) if messages_json else []
+    turns = [_turn(m) for m in messages if isinstance(m, dict)]
+    answer: dict[str, Any] = {"role": "assistant"}
+    if completion or not tool_calls:
+        answer["content"] = completion
+    if tool_calls:
+        answer["tool_calls"] = tool_calls
+    turns.append(answer)
+    line: dict[str, Any] = {"messages": turns}
+    params = _loaded(params_json) if params_json else None
+    if isinstance(params, dict) and params.get("tools"):
+        line["tools"] = params["tools"]
+    return orjson.dumps(line) + b"\n"
 
 
 def _jsonl_chunk(batch: pa.RecordBatch) -> bytes:
     lines = (
-        fine_tuning_example(m, c)
-        for m, c in zip(
+        fine_tuning_example(m, c, t, p)
+        for m, c, t, p in zip(
             batch.column("messages").to_pylist(),
             batch.column("completion").to_pylist(),
+            batch.column("tool_calls").to_pylist(),
+            batch.column("params").to_pylist(),
             strict=True,
         )
     )

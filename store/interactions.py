@@ -71,6 +71,7 @@ class InteractionRecord(TypedDict):
     messages: NotRequired[list[dict[str, Any]]]
     params: NotRequired[dict[str, Any]]
     completion: NotRequired[str | None]
+    tool_calls: NotRequired[list[dict[str, Any]] | None]
     finish_reason: NotRequired[str | None]
     prompt_tokens: NotRequired[int | None]
     completion_tokens: NotRequired[int | None]
@@ -94,6 +95,7 @@ _DEFAULTS: dict[str, Any] = {
     "messages": [],
     "params": {},
     "completion": None,
+    "tool_calls": None,
     "finish_reason": None,
     "prompt_tokens": None,
     "completion_tokens": None,

@@ -213,6 +213,11 @@ class Interaction(SQLModel, table=True):
     )
     params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     completion: str | None = Field(default=None, sa_type=Text)
+    # The answer's tool calls, as OpenAI's `message.tool_calls` ([{id, type, function: {name,
+    # arguments}}]; a stream's deltas assembled); None when it called none (migration 0006).
+    tool_calls: list[dict[str, Any]] | None = Field(
+        default=None, sa_column=Column(JSONText, nullable=True)
+    )
     finish_reason: str | None = Field(default=None, max_length=64)
     prompt_tokens: int | None = Field(default=None)
     completion_tokens: int | None = Field(default=None)

@@ -130,6 +130,7 @@ class InteractionView:
     messages: list[dict[str, Any]]
     params: dict[str, Any]
     completion: str | None
+    tool_calls: list[dict[str, Any]] | None  # OpenAI's message.tool_calls of the answer
     finish_reason: str | None
     prompt_tokens: int | None
     completion_tokens: int | None

@@ -210,6 +210,35 @@ def routed_model(live: LiveGateway, upstream_url: str, *, prefix: str = "m") -> 
     return model
 
 
+@contextmanager
+def streaming_upstream(events: list[bytes]) -> Iterator[str]:
+    """An upstream on loopback that streams EVENTS (SSE `data:` payloads) to every POST."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for event in events:
+                self.wfile.write(b"data: " + event + b"\n\n")
+                self.wfile.flush()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def copy_sqlite_template(template: Path, directory: Path) -> str:
     """A migrated SQLite store of its own (a copy of the session's migrated template)."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -239,6 +239,9 @@ class Completion:
     id: uuid.UUID
     chat_messages: list[ChatMessage]
     completion: str | None
+    tool_calls: JSON | None = strawberry.field(
+        description="The answer's tool calls, as OpenAI's message.tool_calls (null: none)."
+    )
     source: CompletionSource
     model: Model | None
     direct_scores: list[DirectScore]
@@ -272,6 +275,7 @@ class Completion:
                 for m in view.messages
             ],
             completion=view.completion,
+            tool_calls=None if view.tool_calls is None else JSON(view.tool_calls),
             source=CompletionSource(view.source),
             model=model,
             direct_scores=[

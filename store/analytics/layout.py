@@ -22,7 +22,7 @@ from sqlalchemy import JSON, Boolean, Float, Integer, String, Table, Text, Uuid
 from store.models import Comparison, Interaction, MetricValue
 from store.types import UTCDateTime
 
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4  # 4: interactions.tool_calls (migration 0006)
 
 #: Derived columns: (table, name, DuckDB type, SQL over the staged source row `s`).
 _LABEL_MAP = "json_transform(labels, '\"MAP(VARCHAR, VARCHAR)\"')"  # over the source row

@@ -79,14 +79,15 @@ INTERACTION_COLUMNS = (
     "completion_id", "created_at", "project", "model", "ab_test", "ab_variant", "session_id",
     "user_id", "request_id", "choice_index", "replica", "status", "error", "finish_reason",
     "source", "prompt_tokens", "completion_tokens", "ttft_ms", "latency_ms", "labels",
-    "messages", "params", "completion",
+    "messages", "params", "completion", "tool_calls",
 )  # fmt: skip
 _SELECT = """
     CAST(i.completion_id AS VARCHAR) AS completion_id, i.created_at, p.key AS project,
     mo.key AS model, ab.key AS ab_test, i.ab_variant, CAST(i.session_id AS VARCHAR) AS session_id,
     i.user_id, i.request_id, i.choice_index, i.replica, i.status, i.error, i.finish_reason,
     i.source, i.prompt_tokens, i.completion_tokens, i.ttft_ms, i.latency_ms,
-    CAST(to_json(i.labels) AS VARCHAR) AS labels, i.messages, i.params, i.completion"""
+    CAST(to_json(i.labels) AS VARCHAR) AS labels, i.messages, i.params, i.completion,
+    i.tool_calls"""
 _JOINS = """
     LEFT JOIN projects p ON p.id = i.project_id
     LEFT JOIN models mo ON mo.id = i.model_id

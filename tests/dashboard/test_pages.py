@@ -378,3 +378,46 @@ def test_a_store_never_migrated_is_explained_not_a_traceback(
     [error] = app.error
     assert error.value.startswith("The dashboard cannot use its store: the store at sqlite:///")
     assert "is missing Interlog tables" in error.value and "`interlog db upgrade`" in error.value
+
+
+def test_an_answer_with_tool_calls_shows_each_call_and_the_earlier_tool_turns(
+    seeded: SeededStore,
+) -> None:
+    earlier_call = {
+        "id": "call_0",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+    }
+    answer_call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_forecast", "arguments": '{"city": "Paris", "days": 3}'},
+    }
+    record = _record(
+        project_id=1,
+        model_id=1,
+        messages=[
+            {"role": "user", "content": "Weather in Rome, then a forecast for Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [earlier_call]},
+            {"role": "tool", "tool_call_id": "call_0", "content": '{"rome": "sunny"}'},
+        ],
+        completion="",
+        tool_calls=[answer_call],
+        finish_reason="tool_calls",
+    )
+    engine = create_store_engine(get_settings().database_url)
+    try:
+        write_interactions(engine, [record])
+    finally:
+        engine.dispose()
+    app = _open_interactions(signed_in_app(seeded.admin_key))
+    app.selectbox(key="open_completion").select(record["completion_id"]).run()
+    assert not app.exception, app.exception
+    text = page_text(app)
+    assert "calls **get_weather** · `call_0`" in text
+    assert "calls **get_forecast** · `call_1`" in text
+    assert "tool · answers call_0" in text
+    assert "_(no completion text)_" not in text
+    arguments = [json.loads(code.value) for code in app.code if code.value.startswith("{")]
+    assert {"city": "Paris", "days": 3} in arguments
+    assert {"city": "Rome"} in arguments

@@ -6,11 +6,7 @@ answering each case; the real `openai` package and raw HTTP as clients."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -21,7 +17,14 @@ from sqlalchemy import select
 from ingest.upstream_answer import chunk_problem, completion_problem
 from store.db import create_store_engine
 from store.interactions import INTERACTION_TABLE
-from tests.servers import LiveGateway, demo_upstream, fixed_upstream, live_gateway, routed_model
+from tests.servers import (
+    LiveGateway,
+    demo_upstream,
+    fixed_upstream,
+    live_gateway,
+    routed_model,
+    streaming_upstream,
+)
 
 __all__ = ["demo_upstream", "live_gateway"]
 
@@ -89,35 +92,6 @@ def test_a_completion_off_the_schema_is_a_502_naming_it(
         model="proj/m1", messages=[{"role": "user", "content": "still there?"}]
     )
     assert again.choices[0].message.content == "echo: still there?"
-
-
-@contextmanager
-def streaming_upstream(events: list[bytes]) -> Iterator[str]:
-    """An upstream on loopback that streams EVENTS (SSE `data:` payloads) to every POST."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            for event in events:
-                self.wfile.write(b"data: " + event + b"\n\n")
-                self.wfile.flush()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _chunk(**fields: Any) -> bytes:

@@ -14,6 +14,7 @@ from store.db import create_store_engine
 from store.interactions import INTERACTION_TABLE as INTERACTION
 from store.interactions import write_interactions
 from store.readback import get_interaction
+from tests.migrations.older_writes import as_stored, write_before_0006
 from tests.migrations.test_schema import _schema_diff
 from tests.store.records import interaction_record
 
@@ -29,16 +30,6 @@ MESSAGES: list[dict[str, Any]] = [
 def _kept(url: str) -> str:
     """What U+0000 is stored as: SQLite keeps it; PostgreSQL text and jsonb cannot hold it."""
     return "\x00" if url.startswith("sqlite") else "\ufffd"
-
-
-def _as_stored(value: Any, nul: str) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", nul)
-    if isinstance(value, dict):
-        return {_as_stored(k, nul): _as_stored(v, nul) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_as_stored(item, nul) for item in value]
-    return value
 
 
 def _column_types(connection: Connection) -> dict[str, str]:
@@ -90,7 +81,7 @@ def test_messages_with_nul_and_non_ascii_round_trip(engine: Engine, database_url
     write_interactions(engine, [record])
     write_interactions(engine, [record, interaction_record(project.id or 0)])  # a replay
     view = get_interaction(engine, completion_id=record["completion_id"], project_id=project.id)
-    expected = _as_stored(MESSAGES, _kept(database_url))
+    expected = as_stored(MESSAGES, _kept(database_url))
     assert view.messages == expected
     assert list(view.messages[1]) == ["role", "content", "zz", "a"]
     if engine.dialect.name != "postgresql":
@@ -124,7 +115,7 @@ def test_upgrade_from_0004_keeps_rows_triggers_and_change_tracking(
         )
         project = create_project(engine, key="p")
         old = [interaction_record(project.id or 0, messages=MESSAGES) for _ in range(3)]
-        write_interactions(engine, old)  # the engine's connections now know jsonb's oid
+        write_before_0006(engine, old)  # the engine's connections now know jsonb's oid
         messages_before = _messages(engine)
 
         migrations.upgrade(url)
@@ -158,16 +149,17 @@ def test_upgrade_from_0004_keeps_rows_triggers_and_change_tracking(
             gone
         )
 
-        # And back: jsonb again, the rows still equal, the same engine still writes.
+        # And back: jsonb again, the rows still equal, the same engine still writes (as 0004's
+        # gateway did: today's writer writes 0006's tool_calls too).
         migrations.downgrade(url, "0004")
         if postgres:
             with engine.connect() as connection:
                 assert _column_types(connection)["messages"] == "jsonb"
                 assert _tracking(connection) == before
-        write_interactions(engine, [interaction_record(project.id or 0, messages=MESSAGES)])
+        write_before_0006(engine, [interaction_record(project.id or 0, messages=MESSAGES)])
         left = _messages(engine)
         assert len(left) == 3
-        assert all(messages == _as_stored(MESSAGES, _kept(url)) for messages in left.values())
+        assert all(messages == as_stored(MESSAGES, _kept(url)) for messages in left.values())
     finally:
         engine.dispose()
 

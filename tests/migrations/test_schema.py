@@ -21,6 +21,7 @@ from store.interactions import LABEL_TABLE as LABEL
 from store.interactions import InteractionRecord, write_interactions
 from store.models import metadata
 from store.types import utcnow
+from tests.migrations.older_writes import write_before_0006
 
 REFUSED = (IntegrityError, sqlite3.IntegrityError, psycopg.errors.IntegrityError)
 
@@ -89,7 +90,7 @@ def test_0002_keeps_labels_and_drops_their_foreign_keys(empty_database_url: str)
             "created_at": utcnow().isoformat(),
             "labels": {"team": "a"},
         }
-        write_interactions(engine, [record])
+        write_before_0006(engine, [record])
         migrations.upgrade(empty_database_url)
         with engine.begin() as connection:
             labels = connection.execute(select(LABEL.c.completion_id, LABEL.c.value)).all()
@@ -120,7 +121,7 @@ def test_0003_keeps_interactions_and_drops_their_foreign_keys(empty_database_url
     try:
         project = create_project(engine, key="p")
         kept = _interaction_record(project.id or 0)
-        write_interactions(engine, [kept])
+        write_before_0006(engine, [kept])
         migrations.upgrade(url)
         assert _foreign_keys(url, "interaction") == set()
         orphan = _interaction_record(999)
@@ -133,7 +134,7 @@ def test_0003_keeps_interactions_and_drops_their_foreign_keys(empty_database_url
         assert [str(label) for label in labels] == [kept["completion_id"]]
         assert _foreign_keys(url, "interaction") == {"project", "model", "ab_test"}
         with pytest.raises(REFUSED):
-            write_interactions(engine, [_interaction_record(999)])
+            write_before_0006(engine, [_interaction_record(999)])
     finally:
         engine.dispose()
 
