@@ -47,8 +47,8 @@ class _Choice:
     completion_id: str | None = None
     parts: list[str] = field(default_factory=list)
     finish_reason: str | None = None
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # a whole answer's
-    streamed_calls: dict[int, _StreamedCall] = field(default_factory=dict)  # by delta index
+    tool_calls: list[dict[str, Any]] | None = None  # a whole answer's
+    streamed_calls: dict[int, _StreamedCall] | None = None  # a stream's, by delta index
 
     @property
     def text(self) -> str:
@@ -57,21 +57,25 @@ class _Choice:
     def add_call_deltas(self, deltas: Any) -> None:
         """A stream's `delta.tool_calls`: each delta carries its call's `index`, the first one
         its `id`, `type` and `function.name`, and every one a piece of `function.arguments`."""
+        if self.streamed_calls is None:
+            self.streamed_calls = {}
+        calls = self.streamed_calls
         for delta in deltas if isinstance(deltas, list) else ():
             if not isinstance(delta, dict):
                 continue
             index = delta.get("index")
             if type(index) is not int:
-                index = len(self.streamed_calls)
-            call = self.streamed_calls.get(index)
+                index = len(calls)
+            call = calls.get(index)
             if call is None:
-                call = self.streamed_calls[index] = _StreamedCall()
+                call = calls[index] = _StreamedCall()
             call.add(delta)
 
     def calls(self) -> list[dict[str, Any]] | None:
         """The answer's tool calls as OpenAI's `message.tool_calls`, or None."""
-        if self.streamed_calls:
-            return [self.streamed_calls[i].whole() for i in sorted(self.streamed_calls)]
+        calls = self.streamed_calls
+        if calls:
+            return [calls[i].whole() for i in sorted(calls)]
         return self.tool_calls or None
 
 

@@ -26,15 +26,11 @@ from store.settings import Settings
 
 LABELS_HEADER = "X-Interlog-Labels"
 SESSION_HEADER = "X-Interlog-Session-Id"
-_NAMES = {
-    b"authorization": "authorization",
-    b"accept": "accept",
-    LABELS_HEADER.lower().encode(): "labels",
-    SESSION_HEADER.lower().encode(): "session",
-}
+_LABELS = LABELS_HEADER.lower().encode()
+_SESSION = SESSION_HEADER.lower().encode()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ChatHeaders:
     """The header values a chat completion reads (latin-1, as HTTP headers are)."""
 
@@ -45,13 +41,18 @@ class ChatHeaders:
 
     @classmethod
     def of_scope(cls, headers: list[tuple[bytes, bytes]]) -> ChatHeaders:
-        """From an ASGI scope's raw headers."""
-        found: dict[str, str] = {}
+        """From an ASGI scope's raw headers (on every completion: a plain loop)."""
+        found = cls()
         for name, value in headers:
-            field = _NAMES.get(name)
-            if field is not None:
-                found[field] = value.decode("latin-1")
-        return cls(**found)
+            if name == b"authorization":
+                found.authorization = value.decode("latin-1")
+            elif name == b"accept":
+                found.accept = value.decode("latin-1")
+            elif name == _LABELS:
+                found.labels = value.decode("latin-1")
+            elif name == _SESSION:
+                found.session = value.decode("latin-1")
+        return found
 
     def with_header_labels_and_session(self, raw: dict[str, Any], settings: Settings) -> None:
         """Fold the labels and session headers into the parsed request body RAW: header labels
