@@ -132,7 +132,8 @@ class DemoModel:
         if controls.get("delay"):
             await asyncio.sleep(controls["delay"])
         if controls.get("fail"):
-            return _error(int(controls["fail"]), f"demo model told to fail with {controls['fail']}")
+            status = int(controls["fail"])
+            return _error(status, f"demo model told to fail with {status}")
         answer, prompt_tokens = compose_answer(body, self.name, controls)
         words, finish = limit_answer(answer, body)
         self.counter += 1

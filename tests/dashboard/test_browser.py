@@ -199,6 +199,9 @@ def _sign_in_filter_open_and_score(
     key_input.send_keys(seeded.support_key)
     _click(browser, "button", "Sign in")
     _wait_text(browser, "Signed in as project support-bot")
+    # Viewer mode (dashboard/.streamlit/config.toml): no Deploy button, even on loopback.
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-testid="stToolbar"]')
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stAppDeployButton"]')
 
     _click(browser, "a", "Interactions")
     _wait_text(browser, "16 interactions match")

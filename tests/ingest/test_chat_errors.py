@@ -196,6 +196,7 @@ def test_image_to_a_text_only_model_is_400(setup: Setup) -> None:
 def test_upstream_rejecting_the_request_is_400_with_its_message(setup: Setup) -> None:
     response = post(setup, message("[fail=400]"))
     assert_error(response, 400, "bad_request", "demo model told to fail with 400")
+    assert response.json()["error"]["message"].endswith("told to fail with 400")  # not 400.0
 
 
 def test_upstream_failure_is_502(setup: Setup) -> None:
