@@ -1,7 +1,7 @@
 """`python -m bench`: every benchmark in one run, written to docs/benchmarks.md and .png.
 
     python -m bench [--quick] [--only gateway ingest ...]   # all of them (or some), plus the report
-    python -m bench gateway|ingest|memory|litellm|load [ARGS]   # one benchmark alone
+    python -m bench gateway|ingest|memory|litellm|load|cli [ARGS]   # one benchmark alone
     python -m bench query [--quick] [ARGS]   # analytics on realistic data, into the report
     python -m bench dashboard [--rows N] [--runs N]   # the dashboard on 1M rows, into the report
 
@@ -167,6 +167,7 @@ def main() -> None:
         "memory": memory.main,
         "litellm": lambda argv: __import__("bench.litellm_proxy").litellm_proxy.main(argv),
         "ingest": lambda argv: __import__("bench.ingest").ingest.main(argv),
+        "cli": lambda argv: __import__("bench.cli").cli.main(argv),
     }
     argv = sys.argv[1:]
     if argv and argv[0] in commands:
