@@ -55,6 +55,22 @@ def _last_user_text(messages_json: Any) -> str:
     return ""
 
 
+def _answer_text(completion: Any, tool_calls_json: Any) -> str:
+    """The answer's text, or the tools it called (an answer of tool calls has no text)."""
+    if isinstance(completion, str) and completion.strip():
+        return _snippet(completion)
+    try:
+        calls = json.loads(tool_calls_json) if isinstance(tool_calls_json, str) else tool_calls_json
+    except ValueError:
+        return ""
+    names = [
+        str(call["function"].get("name") or "?")
+        for call in calls or []
+        if isinstance(call, dict) and isinstance(call.get("function"), dict)
+    ]
+    return _snippet("🛠️ " + ", ".join(names)) if names else ""
+
+
 def _labels_text(labels_json: Any) -> str:
     try:
         labels = json.loads(labels_json) if isinstance(labels_json, str) else labels_json
@@ -72,7 +88,14 @@ def _table(frame: pd.DataFrame, metric_keys: list[str]) -> pd.DataFrame:
             "status": frame["status"],
             "labels": frame["labels"].map(_labels_text),
             "prompt": frame["messages"].map(lambda m: _snippet(_last_user_text(m))),
-            "completion": frame["completion"].map(_snippet),
+            "completion": [
+                _answer_text(completion, calls)
+                for completion, calls in zip(
+                    frame["completion"],
+                    frame["tool_calls"] if "tool_calls" in frame else [None] * len(frame),
+                    strict=True,
+                )
+            ],
             "latency_ms": frame["latency_ms"],
             "tokens": frame["prompt_tokens"].fillna(0) + frame["completion_tokens"].fillna(0),
         }

@@ -411,6 +411,8 @@ def test_an_answer_with_tool_calls_shows_each_call_and_the_earlier_tool_turns(
     finally:
         engine.dispose()
     app = _open_interactions(signed_in_app(seeded.admin_key))
+    table = app.dataframe[0].value
+    assert table["completion"].iloc[0] == "🛠️ get_forecast"  # the newest row: its tools
     app.selectbox(key="open_completion").select(record["completion_id"]).run()
     assert not app.exception, app.exception
     text = page_text(app)
