@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install Interlog into .venv and run the whole suite: ruff, mypy, pytest on SQLite and PostgreSQL.
+# Install Interlog into .venv and run the whole suite: ruff, mypy, an install without extras
+# (scripts/check_install.sh), pytest on SQLite and PostgreSQL.
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh"
 
@@ -22,4 +23,6 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+# `pip install .` without extras, in a virtualenv of its own: --help, a chat completion, an import.
+bash scripts/check_install.sh
 .venv/bin/python -m pytest "$@"
