@@ -6,4 +6,5 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${INTERLOG_EXTRAS:-dev}]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock \
+    -e ".[${INTERLOG_EXTRAS:-dev}]"  # the versions of requirements.lock (scripts/lock.sh)

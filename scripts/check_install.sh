@@ -17,7 +17,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$PYTHON" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check . 2>&1 \
+"$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check -c requirements.lock . 2>&1 \
     | grep -v "^WARNING: Location" || true
 interlog="$work/venv/bin/interlog"
 "$interlog" --help >/dev/null
