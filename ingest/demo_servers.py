@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -69,35 +69,57 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+#: Ports tried per demo model server: a free port can be taken by another process between
+#: `free_port` and the server's bind (seen: the port a test had just picked for the dashboard).
+PORT_ATTEMPTS = 3
+
+
+def _launch(key: str, log_dir: Path | None, *, port: int, first: bool) -> DemoModelServer:
+    """Start the demo model server of KEY on PORT (its log appended to after the first try)."""
+    name = DEMO_MODELS[key][0]
+    out: IO[bytes] | None = None
+    if log_dir is not None:
+        out = (log_dir / f"{name}.log").open("wb" if first else "ab")
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ingest", "demo-model", "--port", str(port), "--name", name],
+            stdout=out,
+            stderr=subprocess.STDOUT if out is not None else None,
+        )
+    finally:
+        if out is not None:
+            out.close()  # the child holds its own copy
+    return DemoModelServer(key, f"http://127.0.0.1:{port}/v1", process)
+
+
 def start_demo_models(
-    model_keys: Sequence[str] = tuple(DEMO_MODELS), *, log_dir: Path | None = None
+    model_keys: Sequence[str] = tuple(DEMO_MODELS),
+    *,
+    log_dir: Path | None = None,
+    ports: Iterator[int] | None = None,
 ) -> list[DemoModelServer]:
     """Start one demo model server per key (all at once) and wait until each answers; their
-    output goes to `<log_dir>/<name>.log`, or to ours when log_dir is None."""
+    output goes to `<log_dir>/<name>.log`, or to ours when log_dir is None. A server that exits
+    before it answers (its port was taken meanwhile) is started again on another port. PORTS
+    gives the ports to try, in order (default: a free port each time)."""
+    choose = (lambda: next(ports)) if ports is not None else free_port
     servers: list[DemoModelServer] = []
-    logs: list[IO[bytes]] = []
     try:
         for key in model_keys:
-            name = DEMO_MODELS[key][0]
-            port = free_port()
-            out = None
-            if log_dir is not None:
-                out = (log_dir / f"{name}.log").open("wb")
-                logs.append(out)
-            process = subprocess.Popen(
-                [sys.executable, "-m", "ingest", "demo-model", "--port", str(port), "--name", name],
-                stdout=out,
-                stderr=subprocess.STDOUT if out is not None else None,
-            )
-            servers.append(DemoModelServer(key, f"http://127.0.0.1:{port}/v1", process))
-        for server in servers:
-            wait_for(f"{server.url}/models", server.process)
+            servers.append(_launch(key, log_dir, port=choose(), first=True))
+        for index in range(len(servers)):
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                server = servers[index]
+                try:
+                    wait_for(f"{server.url}/models", server.process)
+                    break
+                except RuntimeError:
+                    if server.process.poll() is None or attempt == PORT_ATTEMPTS:
+                        raise
+                    servers[index] = _launch(server.model_key, log_dir, port=choose(), first=False)
     except BaseException:
         stop_all(servers)
         raise
-    finally:
-        for log in logs:
-            log.close()  # the children hold their own copies
     return servers
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,26 @@ def test_only_demo_models_on_loopback_are_repointed(sqlite_url: str) -> None:
         assert demo_models_in_store(engine) == ["demo-small"]
     finally:
         engine.dispose()
+
+
+def test_a_demo_model_whose_port_was_taken_starts_on_another(tmp_path: Path) -> None:
+    """Between choosing a free port and binding it, another process may take it: the server
+    that fails to bind is started again on the next port, and answers there."""
+    from ingest.demo_data import DEMO_MODELS
+    from ingest.demo_servers import start_demo_models, stop_all
+
+    key = next(iter(DEMO_MODELS))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        spare = free_port()
+        servers = start_demo_models([key], log_dir=tmp_path, ports=iter([busy, spare]))
+        try:
+            (server,) = servers
+            assert server.url == f"http://127.0.0.1:{spare}/v1"
+            assert httpx.get(f"{server.url}/models").status_code == 200
+        finally:
+            stop_all(servers)
+    log = (tmp_path / f"{DEMO_MODELS[key][0]}.log").read_text()
+    assert "address already in use" in log  # the first try's failure, kept in the log
