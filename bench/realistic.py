@@ -853,7 +853,7 @@ def _unit_hash(*parts: str) -> float:
 INTERACTION_COLUMNS = (
     "completion_id", "request_id", "choice_index", "project_id", "model_id", "ab_test_id",
     "ab_variant", "replica", "session_id", "user_id", "labels", "messages", "params",
-    "completion", "finish_reason", "prompt_tokens", "completion_tokens", "ttft_ms",
+    "completion", "tool_calls", "finish_reason", "prompt_tokens", "completion_tokens", "ttft_ms",
     "latency_ms", "status", "error", "source", "created_at",
 )  # fmt: skip
 assert tuple(c.name for c in INTERACTION_TABLE.columns) == INTERACTION_COLUMNS, (
@@ -1234,7 +1234,7 @@ class Generator:
                         row_id, request_id, index, session.project_id, session.model_id,
                         ab_test_id, ab_variant, replica, session.id_row, session.user_id,
                         labels_row if kind == "sqlite" else record["labels"], messages_row,
-                        params_row, answer, finishes[index], prompt_tokens,
+                        params_row, answer, None, finishes[index], prompt_tokens,
                         completion_tokens[index], ttft_ms, latency, status, error, "LIVE",
                         created_row,
                     )
