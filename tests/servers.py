@@ -266,6 +266,28 @@ def live_gateway(
         yield LiveGateway(base_url, api_key, project_key, model_key, database_url, demo_upstream)
 
 
+def logged_row(database_url: str, column: str, fragment: str, *, wait: float = 20.0) -> Any:
+    """The first interaction row whose COLUMN contains FRAGMENT, once the writer has stored it;
+    None after `wait` seconds."""
+    from sqlalchemy import select as select_rows
+
+    from store.interactions import INTERACTION_TABLE as table
+
+    engine = create_store_engine(database_url)
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            with engine.connect() as connection:
+                row = connection.execute(
+                    select_rows(table).where(table.c[column].like(f"%{fragment}%"))
+                ).first()
+            if row is not None or time.monotonic() > deadline:
+                return row
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
 def stored_interaction(database_url: str, completion_id: str, *, wait: float = 10.0) -> Any:
     """(row, labels) once the background writer has stored the interaction; None after `wait`."""
     engine = create_store_engine(database_url)

@@ -6,22 +6,19 @@ answering each case; the real `openai` package and raw HTTP as clients."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from sqlalchemy import select
 
 from ingest.upstream_answer import chunk_problem, completion_problem
-from store.db import create_store_engine
-from store.interactions import INTERACTION_TABLE
 from tests.servers import (
     LiveGateway,
     demo_upstream,
     fixed_upstream,
     live_gateway,
+    logged_row,
     routed_model,
     streaming_upstream,
 )
@@ -39,24 +36,6 @@ def _completion(**overrides: Any) -> dict[str, Any]:
         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
     }
     return {**answer, **overrides}
-
-
-def _logged(live: LiveGateway, column: str, fragment: str) -> Any:
-    """The first interaction whose COLUMN contains FRAGMENT, once written (None after 20 s)."""
-    engine = create_store_engine(live.database_url)
-    table = INTERACTION_TABLE
-    deadline = time.monotonic() + 20
-    try:
-        while True:
-            with engine.connect() as connection:
-                row = connection.execute(
-                    select(table).where(table.c[column].like(f"%{fragment}%"))
-                ).first()
-            if row is not None or time.monotonic() > deadline:
-                return row
-            time.sleep(0.2)
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.parametrize(
@@ -85,7 +64,7 @@ def test_a_completion_off_the_schema_is_a_502_naming_it(
     error = refused.value.response.json()["error"]
     assert error["code"] == "upstream_bad_answer"
     assert "does not match the chat schema" in error["message"] and named in error["message"]
-    row = _logged(live_gateway, "error", named)
+    row = logged_row(live_gateway.database_url, "error", named)
     assert row is not None and row.status == "error"
     # The connection stays usable: the next request on it is answered.
     again = client.chat.completions.create(
@@ -127,7 +106,7 @@ def test_a_stream_chunk_off_the_schema_ends_the_stream_with_its_error_and_done(
     assert error["code"] == "upstream_bad_answer"
     assert "choices[0].delta is a string" in error["message"]
     assert events[-1] == "[DONE]"
-    row = _logged(live_gateway, "error", "choices[0].delta is a string")
+    row = logged_row(live_gateway.database_url, "error", "choices[0].delta is a string")
     assert row is not None and row.status == "error" and row.completion == "Hel"
 
 
@@ -149,7 +128,7 @@ def test_a_finish_reason_longer_than_its_column_is_stored_cut_and_marked(
             model=model, messages=[{"role": "user", "content": "x"}]
         )
     assert delivered.choices[0].finish_reason == reason  # the client gets what the model said
-    row = _logged(live_gateway, "finish_reason", "stop_because_")
+    row = logged_row(live_gateway.database_url, "finish_reason", "stop_because_")
     assert row is not None and row.status == "ok"
     assert row.finish_reason == reason[:63] + "…"
 

@@ -13,11 +13,15 @@ from typing import Any
 
 import openai
 import pytest
-from sqlalchemy import select
 
-from store.db import create_store_engine
-from store.interactions import INTERACTION_TABLE
-from tests.servers import LiveGateway, demo_upstream, fixed_upstream, live_gateway, routed_model
+from tests.servers import (
+    LiveGateway,
+    demo_upstream,
+    fixed_upstream,
+    live_gateway,
+    logged_row,
+    routed_model,
+)
 
 __all__ = ["demo_upstream", "live_gateway"]
 
@@ -40,23 +44,6 @@ def _call(live: LiveGateway, model: str) -> Any:
     )
 
 
-def _logged_error(live: LiveGateway, fragment: str) -> Any:
-    engine = create_store_engine(live.database_url)
-    table = INTERACTION_TABLE
-    deadline = time.monotonic() + 20
-    try:
-        while True:
-            with engine.connect() as connection:
-                row = connection.execute(
-                    select(table.c.status, table.c.error).where(table.c.error.like(f"%{fragment}%"))
-                ).first()
-            if row is not None or time.monotonic() > deadline:
-                return row
-            time.sleep(0.2)
-    finally:
-        engine.dispose()
-
-
 def test_upstream_429_is_429_with_its_retry_after(live_gateway: LiveGateway) -> None:
     limited = model_answering(live_gateway, 429, {"Retry-After": "7"})
     with limited as model, pytest.raises(openai.RateLimitError) as refused:
@@ -66,7 +53,7 @@ def test_upstream_429_is_429_with_its_retry_after(live_gateway: LiveGateway) -> 
     error = refused.value.response.json()["error"]
     assert error["code"] == "upstream_rate_limited"
     assert "rate limiting (429): upstream says 429" in error["message"]
-    row = _logged_error(live_gateway, "rate limiting (429)")
+    row = logged_row(live_gateway.database_url, "error", "rate limiting (429)")
     assert row is not None and row.status == "error"
 
 
